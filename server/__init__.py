@@ -1,0 +1,1 @@
+"""CouchDB-compatible HTTP layer: the app, its routes, errors and handlers."""

@@ -1,0 +1,1 @@
+"""The versioned document store on SQLAlchemy Core (SQLite or PostgreSQL)."""

@@ -1,0 +1,1 @@
+"""Incremental map-reduce views over the store's changes feed."""
