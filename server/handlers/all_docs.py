@@ -1,0 +1,212 @@
+"""`_all_docs`, `_design_docs` and `_local_docs`: documents in raw id order, view-shaped."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.wrappers import Response
+
+from ...store import catalog, local, reads, revtree
+from ...store.render import doc_bytes
+from ...store.serialize import dumps
+from ..errors import BadRequest, QueryParseError
+from ..params import RangeQuery, is_set, range_query
+from ..wrappers import SetteeRequest, json_response
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from ..app import Settee
+
+DESIGN = "_design/"
+
+
+def all_docs(app: Settee, request: SetteeRequest, db: str) -> Response:
+    """`GET/POST /{db}/_all_docs`."""
+    return json_response(_answer(app, db, _query(request), None))
+
+
+def design_docs(app: Settee, request: SetteeRequest, db: str) -> Response:
+    """`GET/POST /{db}/_design_docs`: only `_design/` ids."""
+    return json_response(_answer(app, db, _query(request), DESIGN))
+
+
+def local_docs(app: Settee, request: SetteeRequest, db: str) -> Response:
+    """`GET/POST /{db}/_local_docs`: `_local/` docs with their `0-N` revs."""
+    return json_response(_local_answer(app, db, _query(request)))
+
+
+def all_docs_queries(app: Settee, request: SetteeRequest, db: str) -> Response:
+    """`POST /{db}/_all_docs/queries`: several queries, one result each."""
+    return _queries(app, request, lambda q: _answer(app, db, q, None))
+
+
+def design_docs_queries(app: Settee, request: SetteeRequest, db: str) -> Response:
+    """`POST /{db}/_design_docs/queries`."""
+    return _queries(app, request, lambda q: _answer(app, db, q, DESIGN))
+
+
+def local_docs_queries(app: Settee, request: SetteeRequest, db: str) -> Response:
+    """`POST /{db}/_local_docs/queries`."""
+    return _queries(app, request, lambda q: _local_answer(app, db, q))
+
+
+def _queries(app: Settee, request: SetteeRequest, run: Any) -> Response:
+    body = request.json_object(require_type=True)
+    queries = body.get("queries")
+    if not isinstance(queries, list) or not all(isinstance(q, dict) for q in queries):
+        raise BadRequest("`queries` member must be an array of objects")
+    results = [run(range_query(q, from_body=True)) for q in queries]
+    return json_response(b'{"results":[' + b",".join(results) + b"]}")
+
+
+def _query(request: SetteeRequest) -> RangeQuery:
+    if request.method != "POST":
+        return range_query(request.args)
+    body = request.json_object()
+    merged: dict[str, Any] = {}
+    merged.update(range_query_args(request.args))
+    merged.update(body)
+    return range_query(merged, from_body=True)
+
+
+def range_query_args(args: Any) -> dict[str, Any]:
+    """Query-string parameters decoded to values, so they can merge with a POSTed body."""
+    parsed = range_query(args)
+    out: dict[str, Any] = {}
+    for name in ("startkey", "endkey", "key", "keys"):
+        value = getattr(parsed, {"startkey": "start", "endkey": "end"}.get(name, name))
+        if is_set(value):
+            out[name] = value
+    for name in ("inclusive_end", "descending", "limit", "skip", "include_docs",
+                 "conflicts", "update_seq"):
+        if name in args:
+            out[name] = getattr(parsed, name)
+    return out
+
+
+def _bounds(query: RangeQuery) -> tuple[str | None, str | None]:
+    start = query.key if is_set(query.key) else query.start
+    end = query.key if is_set(query.key) else query.end
+    start = None if not is_set(start) or start is None else start
+    end = None if not is_set(end) or end is None else end
+    for value in (start, end):
+        if value is not None and not isinstance(value, str):
+            raise QueryParseError("Document ids in a key range must be strings")
+    if start is not None and end is not None:
+        if not query.descending and start > end:
+            raise QueryParseError("No rows can match your key range, reverse your start_key and "
+                                  "end_key or set descending=true")
+        if query.descending and start < end:
+            raise QueryParseError("No rows can match your key range, reverse your start_key and "
+                                  "end_key or set descending=false")
+    return start, end
+
+
+def _row_doc(conn: Connection, app: Settee, dbid: int, rows: list[reads.Row],
+             conflicts: bool) -> dict[str, bytes]:
+    packed = reads.bodies_for(conn, dbid, [(r.id, r.winner) for r in rows])
+    out = {}
+    for row in rows:
+        body = packed.get((row.id, row.winner))
+        if body is None:
+            continue
+        extra: list[tuple[str, Any]] = []
+        if conflicts:
+            import orjson
+            found = revtree.conflicts(revtree.from_json(orjson.loads(row.tree_json)))
+            if found:
+                extra.append(("_conflicts", found))
+        out[row.id] = doc_bytes(row.id, row.winner, app.store.layer.body_of(body),
+                                deleted=row.deleted, extra=extra)
+    return out
+
+
+def _answer(app: Settee, db: str, query: RangeQuery, prefix: str | None) -> bytes:
+    with app.store.engine.transaction() as conn:
+        info = catalog.db_info(conn, db)
+        dbid = reads.db_id(conn, db)
+        if prefix is None:
+            total = info.doc_count
+        else:
+            total = reads.count_range(conn, dbid, prefix, None)
+        if is_set(query.keys):
+            rows_json = _keyed_rows(conn, app, dbid, query, prefix)
+            offset: int | None = 0
+        else:
+            start, end = _bounds(query)
+            rows = reads.id_range(conn, dbid, start=start, end=end,
+                                  inclusive_end=query.inclusive_end, descending=query.descending,
+                                  limit=query.limit, skip=query.skip, prefix=prefix)
+            docs = _row_doc(conn, app, dbid, rows, query.conflicts) if query.include_docs else {}
+            rows_json = [_row_bytes(r, docs, query.include_docs) for r in rows]
+            offset = query.skip + (reads.count_range(conn, dbid, prefix, None, before=start,
+                                                     descending=query.descending)
+                                   if start is not None else 0)
+    head = b'{"total_rows":' + dumps(total) + b',"offset":' + dumps(offset)
+    if query.update_seq:
+        head += b',"update_seq":' + dumps(info.update_seq)
+    return head + b',"rows":[' + b",".join(rows_json) + b"]}"
+
+
+def _row_bytes(row: reads.Row, docs: dict[str, bytes], include_docs: bool) -> bytes:
+    value = b'{"rev":' + dumps(row.winner) + (b',"deleted":true}' if row.deleted else b"}")
+    out = b'{"id":' + dumps(row.id) + b',"key":' + dumps(row.id) + b',"value":' + value
+    if include_docs:
+        out += b',"doc":' + (docs.get(row.id, b"null") if not row.deleted else b"null")
+    return out + b"}"
+
+
+def _keyed_rows(conn: Connection, app: Settee, dbid: int, query: RangeQuery,
+                prefix: str | None) -> list[bytes]:
+    keys = list(query.keys)
+    if query.descending:
+        keys.reverse()
+    ids = [k for k in keys if isinstance(k, str)]
+    infos = reads.doc_infos(conn, dbid, ids)
+    rows_by_id = {
+        doc_id: reads.Row(doc_id, info.winner, info.deleted, info.seq, "")
+        for doc_id, info in infos.items()
+        if prefix is None or doc_id.startswith(prefix)
+    }
+    docs: dict[str, bytes] = {}
+    if query.include_docs:
+        live = [r for r in rows_by_id.values() if not r.deleted]
+        for r in live:
+            r.tree_json = _tree_json(infos[r.id])
+        docs = _row_doc(conn, app, dbid, live, query.conflicts)
+    out = []
+    for key in keys[query.skip:]:
+        row = rows_by_id.get(key) if isinstance(key, str) else None
+        if row is None:
+            out.append(b'{"key":' + dumps(key) + b',"error":"not_found"}')
+        else:
+            out.append(_row_bytes(row, docs, query.include_docs))
+        if query.limit is not None and len(out) >= query.limit:
+            break
+    return out
+
+
+def _tree_json(info: reads.DocInfo) -> str:
+    return dumps(revtree.to_json(info.tree)).decode()
+
+
+def _local_answer(app: Settee, db: str, query: RangeQuery) -> bytes:
+    prefix = "_local/"
+    with app.store.engine.transaction() as conn:
+        dbid = reads.db_id(conn, db)
+        start, end = _bounds(query)
+        strip = (lambda k: k[len(prefix):] if k is not None and k.startswith(prefix) else k)
+        docs = local.listing(conn, dbid, start=strip(start), end=strip(end),
+                             inclusive_end=query.inclusive_end, descending=query.descending,
+                             limit=query.limit, skip=query.skip)
+    rows = []
+    for found in docs:
+        full = prefix + found.id
+        rev = f"0-{found.rev}"
+        row = (b'{"id":' + dumps(full) + b',"key":' + dumps(full) + b',"value":{"rev":'
+               + dumps(rev) + b"}")
+        if query.include_docs:
+            row += b',"doc":' + doc_bytes(full, rev, found.body)
+        rows.append(row + b"}")
+    return b'{"total_rows":null,"offset":null,"rows":[' + b",".join(rows) + b"]}"

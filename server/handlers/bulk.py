@@ -1,0 +1,187 @@
+"""Batch endpoints: `_bulk_docs`, `_bulk_get`, `_revs_diff` and `_missing_revs`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.wrappers import Response
+
+from ...store import make_edit, reads, revtree
+from ...store.errors import StoreError
+from ...store.render import doc_bytes
+from ...store.revisions import InvalidRev, parse_rev
+from ...store.serialize import dumps
+from ...store.validate import validate_doc_id
+from ..docview import meta_members
+from ..errors import BadRequest, DocumentTooLarge, ExpectationFailed, RequestTooLarge, error_parts
+from ..params import DocQuery, boolean
+from ..wrappers import SetteeRequest, json_response
+from .root import new_doc_id
+
+if TYPE_CHECKING:
+    from ..app import Settee
+
+
+def _docs_list(app: Settee, body: dict[str, Any], member: str, message: str) -> list[Any]:
+    docs = body.get(member)
+    if not isinstance(docs, list):
+        raise BadRequest(message)
+    if len(docs) > app.settings.max_bulk_docs:
+        raise RequestTooLarge("Exceeded maximum number of documents.")
+    return docs
+
+
+def bulk_docs(app: Settee, request: SetteeRequest, db: str) -> Response:
+    """`POST /{db}/_bulk_docs`: per-document results; `new_edits=false` lists only failures."""
+    body = request.json_object(require_type=True)
+    docs = _docs_list(app, body, "docs", "POST body must include `docs` parameter.")
+    new_edits = body.get("new_edits", True)
+    if not isinstance(new_edits, bool):
+        raise BadRequest("`new_edits` parameter must be a boolean.")
+    if body.get("all_or_nothing") is True:
+        raise ExpectationFailed("all_or_nothing is not supported")
+    edits, local_docs = [], []
+    for doc in docs:
+        if not isinstance(doc, dict):
+            raise BadRequest("Document must be a JSON object")
+        doc_id = doc.get("_id")
+        if doc_id is None:
+            doc_id = new_doc_id()
+        validate_doc_id(doc_id)
+        if doc.get("_attachments"):
+            from .documents import AttachmentsUnsupported
+            raise AttachmentsUnsupported()
+        if doc_id.startswith("_local/"):
+            local_docs.append((doc_id, doc))
+            continue
+        edit = make_edit(doc_id, doc, new_edits=new_edits)
+        if len(edit.body) > app.settings.max_document_size:
+            raise DocumentTooLarge(doc_id)
+        edits.append(edit)
+    results = app.store.db(db).write(edits, new_edits=new_edits) if edits else []
+    out: list[dict[str, Any]] = []
+    for result in results:
+        if result.error is None:
+            if new_edits:
+                out.append({"ok": True, "id": result.id, "rev": result.rev})
+        else:
+            _, error, reason = error_parts(result.error)
+            out.append({"id": result.id, "error": error, "reason": reason})
+    for doc_id, doc in local_docs:
+        try:
+            rev = app.store.db(db).local_put(doc_id[len("_local/"):], doc)
+            if new_edits:
+                out.append({"ok": True, "id": doc_id, "rev": rev})
+        except StoreError as exc:
+            _, error, reason = error_parts(exc)
+            out.append({"id": doc_id, "error": error, "reason": reason})
+    return json_response(out, 201)
+
+
+def bulk_get(app: Settee, request: SetteeRequest, db: str) -> Response:
+    """`POST /{db}/_bulk_get`: many docs at given (or all leaf) revs in one request."""
+    body = request.json_object(require_type=True)
+    wanted = _docs_list(app, body, "docs", "Missing JSON list of 'docs'.")
+    query = DocQuery(revs=boolean(request.args, "revs"), latest=boolean(request.args, "latest"))
+    ids = [w["id"] for w in wanted if isinstance(w, dict) and isinstance(w.get("id"), str)]
+    with app.store.engine.transaction() as conn:
+        dbid = reads.db_id(conn, db)
+        infos = reads.doc_infos(conn, dbid, ids)
+        plan = [_plan(w, infos, query.latest) for w in wanted]
+        pairs = [(doc_id, rev) for doc_id, revs, _ in plan if doc_id is not None
+                 for rev in revs]
+        packed = reads.bodies_for(conn, dbid, pairs)
+    results = []
+    for doc_id, revs, error in plan:
+        entries: list[bytes] = []
+        if error is not None:
+            entries.append(error)
+        for rev in revs:
+            info = infos.get(doc_id) if doc_id is not None else None
+            data = packed.get((doc_id, rev)) if doc_id is not None else None
+            if info is None or data is None:
+                entries.append(_missing(doc_id, rev))
+                continue
+            doc = doc_bytes(doc_id, rev, app.store.layer.body_of(data),
+                            deleted=info.tree[rev][1],
+                            extra=meta_members(info, rev, query))
+            entries.append(b'{"ok":' + doc + b"}")
+        results.append(b'{"id":' + dumps(doc_id) + b',"docs":[' + b",".join(entries) + b"]}")
+    return json_response(b'{"results":[' + b",".join(results) + b"]}")
+
+
+def _missing(doc_id: str | None, rev: str | None) -> bytes:
+    return b'{"error":' + dumps({"id": doc_id, "rev": rev, "error": "not_found",
+                                  "reason": "missing"}) + b"}"
+
+
+def _plan(entry: Any, infos: dict[str, reads.DocInfo], latest: bool
+          ) -> tuple[str | None, list[str], bytes | None]:
+    """(doc id, revs to return, an error entry) for one `_bulk_get` request entry."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+        doc_id = entry.get("id") if isinstance(entry, dict) else None
+        err = {"id": doc_id, "rev": None, "error": "illegal_docid",
+               "reason": "Document id must be a string"}
+        return None, [], b'{"error":' + dumps(err) + b"}"
+    doc_id, rev = entry["id"], entry.get("rev")
+    info = infos.get(doc_id)
+    if rev is None:
+        if info is None:
+            return doc_id, [], _missing(doc_id, "undefined")
+        return doc_id, revtree.leaves(info.tree), None
+    if not isinstance(rev, str):
+        return doc_id, [], _missing(doc_id, None)
+    try:
+        parse_rev(rev)
+    except InvalidRev:
+        err = {"id": doc_id, "rev": rev, "error": "bad_request", "reason": "Invalid rev format"}
+        return doc_id, [], b'{"error":' + dumps(err) + b"}"
+    if latest and info is not None and rev in info.tree:
+        below = set(revtree.descendant_leaves(info.tree, rev))
+        return doc_id, [leaf for leaf in revtree.leaves(info.tree) if leaf in below], None
+    return doc_id, [rev], None
+
+
+def _rev_map(app: Settee, request: SetteeRequest) -> dict[str, list[str]]:
+    body = request.json_object(require_type=True)
+    if len(body) > app.settings.max_bulk_docs:
+        raise RequestTooLarge("Exceeded maximum number of documents.")
+    for doc_id, revs in body.items():
+        if not isinstance(revs, list) or not all(isinstance(r, str) for r in revs):
+            raise BadRequest("Revisions must be a list of strings")
+        for rev in revs:
+            parse_rev(rev)
+    return body
+
+
+def _missing_of(app: Settee, db: str, request_map: dict[str, list[str]]
+                ) -> dict[str, tuple[list[str], reads.DocInfo | None]]:
+    with app.store.engine.transaction() as conn:
+        infos = reads.doc_infos(conn, reads.db_id(conn, db), list(request_map))
+    out = {}
+    for doc_id, revs in request_map.items():
+        info = infos.get(doc_id)
+        missing = [r for r in dict.fromkeys(revs) if info is None or r not in info.tree]
+        if missing:
+            out[doc_id] = (missing, info)
+    return out
+
+
+def revs_diff(app: Settee, request: SetteeRequest, db: str) -> Response:
+    """`POST /{db}/_revs_diff`: which revs the target lacks, and leaves that may be ancestors."""
+    result: dict[str, Any] = {}
+    for doc_id, (missing, info) in _missing_of(app, db, _rev_map(app, request)).items():
+        entry: dict[str, Any] = {"missing": missing}
+        if info is not None:
+            top = max(revtree.pos(r) for r in missing)
+            ancestors = [leaf for leaf in revtree.leaves(info.tree) if revtree.pos(leaf) < top]
+            if ancestors:
+                entry["possible_ancestors"] = sorted(ancestors)
+        result[doc_id] = entry
+    return json_response(result)
+
+
+def missing_revs(app: Settee, request: SetteeRequest, db: str) -> Response:
+    """`POST /{db}/_missing_revs`: the legacy form of `_revs_diff`."""
+    found = _missing_of(app, db, _rev_map(app, request))
+    return json_response({"missing_revs": {d: m for d, (m, _) in found.items()}})

@@ -1,0 +1,50 @@
+"""The one route table, in CouchDB's order: server, database, document, design document.
+
+Paths are matched on raw-URI segments (see `wrappers.raw_segments`), so a `%2F` inside a
+segment never splits it: `/db/a%2Fb` is document `a/b`, `/db/a/b` is attachment `b` of `a`.
+Endpoint names are `<handler module>.<function>`.
+"""
+
+from __future__ import annotations
+
+from werkzeug.routing import Map, Rule
+
+GET, HEAD, PUT, POST, DELETE, COPY = "GET", "HEAD", "PUT", "POST", "DELETE", "COPY"
+
+
+def _r(path: str, endpoint: str, *methods: str) -> Rule:
+    return Rule(path, endpoint=endpoint, methods=list(methods), strict_slashes=False,
+                merge_slashes=False)
+
+
+url_map = Map(
+    [
+        # -- server ------------------------------------------------------------------------
+        _r("/", "root.welcome", GET, HEAD),
+        _r("/_up", "root.up", GET, HEAD),
+        _r("/_all_dbs", "root.all_dbs", GET, HEAD),
+        _r("/_dbs_info", "root.dbs_info", GET, HEAD, POST),
+        _r("/_uuids", "root.uuids", GET, HEAD),
+        # -- database ----------------------------------------------------------------------
+        _r("/<db>", "databases.db", GET, HEAD, PUT, POST, DELETE),
+        _r("/<db>/_all_docs", "all_docs.all_docs", GET, HEAD, POST),
+        _r("/<db>/_all_docs/queries", "all_docs.all_docs_queries", POST),
+        _r("/<db>/_design_docs", "all_docs.design_docs", GET, HEAD, POST),
+        _r("/<db>/_design_docs/queries", "all_docs.design_docs_queries", POST),
+        _r("/<db>/_local_docs", "all_docs.local_docs", GET, HEAD, POST),
+        _r("/<db>/_local_docs/queries", "all_docs.local_docs_queries", POST),
+        _r("/<db>/_bulk_docs", "bulk.bulk_docs", POST),
+        _r("/<db>/_bulk_get", "bulk.bulk_get", POST),
+        _r("/<db>/_revs_diff", "bulk.revs_diff", POST),
+        _r("/<db>/_missing_revs", "bulk.missing_revs", POST),
+        _r("/<db>/_revs_limit", "databases.revs_limit", GET, HEAD, PUT),
+        _r("/<db>/_security", "databases.security", GET, HEAD, PUT),
+        _r("/<db>/_compact", "databases.compact", POST),
+        _r("/<db>/_purge", "databases.purge", POST),
+        _r("/<db>/_ensure_full_commit", "databases.ensure_full_commit", POST),
+        # -- documents ---------------------------------------------------------------------
+        _r("/<db>/_local/<docid>", "documents.local_doc", GET, HEAD, PUT, DELETE, COPY),
+        _r("/<db>/_design/<docid>", "documents.design_doc", GET, HEAD, PUT, DELETE, COPY),
+        _r("/<db>/<docid>", "documents.doc", GET, HEAD, PUT, POST, DELETE, COPY),
+    ]
+)

@@ -1,0 +1,134 @@
+"""Databases as rows: create, delete, list, describe, and the server's persistent uuid."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from . import sql
+from .errors import DbExists, DbNotFound
+from .schema import dbs, meta
+
+
+@dataclass(slots=True)
+class DbInfo:
+    """What `GET /{db}` reports, as stored."""
+
+    name: str
+    instance: str
+    update_seq: int
+    purge_seq: int
+    doc_count: int
+    doc_del_count: int
+    body_bytes: int
+    revs_limit: int
+    created: float
+
+
+def server_uuid(conn: Connection) -> str:
+    """The server's uuid, created once and kept in the store (PouchDB builds checkpoints on it)."""
+    row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "uuid")).first()
+    if row is not None:
+        return str(row[0])
+    candidate = uuid.uuid4().hex
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.insert(meta).values(key="uuid", value=candidate))
+    except IntegrityError:
+        pass  # another process won the race; read its value
+    return str(conn.execute(sa.select(meta.c.value).where(meta.c.key == "uuid")).scalar_one())
+
+
+def create_db(conn: Connection, name: str) -> None:
+    """Insert the database row, or raise `DbExists`."""
+    if sql.fetchone(conn, "SELECT 1 FROM settee_dbs WHERE name = ?", (name,)) is not None:
+        raise DbExists()
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.insert(dbs).values(
+                name=name, instance=uuid.uuid4().hex, update_seq=0, purge_seq=0, doc_count=0,
+                doc_del_count=0, body_bytes=0, revs_limit=1000, security="{}",
+                created=time.time(),
+            ))
+    except IntegrityError:
+        raise DbExists() from None
+
+
+def delete_db(conn: Connection, name: str) -> None:
+    """Delete the database and, by cascade, every row that belongs to it."""
+    row = sql.fetchone(conn, "SELECT id FROM settee_dbs WHERE name = ?" + sql.for_update(conn),
+                       (name,))
+    if row is None:
+        raise DbNotFound()
+    dbid = row[0]
+    for table in ("settee_revs", "settee_docs", "settee_local_docs", "settee_purges"):
+        sql.execute(conn, f"DELETE FROM {table} WHERE db_id = ?", (dbid,))
+    sql.execute(conn, "DELETE FROM settee_dbs WHERE id = ?", (dbid,))
+
+
+def db_info(conn: Connection, name: str) -> DbInfo:
+    """The stored counters of one database."""
+    row = sql.fetchone(
+        conn,
+        "SELECT name, instance, update_seq, purge_seq, doc_count, doc_del_count, body_bytes, "
+        "revs_limit, created FROM settee_dbs WHERE name = ?",
+        (name,),
+    )
+    if row is None:
+        raise DbNotFound()
+    return DbInfo(*row)
+
+
+def exists(conn: Connection, name: str) -> bool:
+    """Whether the database exists."""
+    return sql.fetchone(conn, "SELECT 1 FROM settee_dbs WHERE name = ?", (name,)) is not None
+
+
+def list_dbs(
+    conn: Connection,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    inclusive_end: bool = True,
+    descending: bool = False,
+    limit: int | None = None,
+    skip: int = 0,
+) -> list[str]:
+    """Database names in byte order, with `_all_dbs`'s range and paging parameters."""
+    where, params = ["1 = 1"], []
+    lo, hi = (">=", "<=" if inclusive_end else "<")
+    if descending:
+        lo, hi = ("<=", ">=" if inclusive_end else ">")
+    if start is not None:
+        where.append(f"name {lo} ?")
+        params.append(start)
+    if end is not None:
+        where.append(f"name {hi} ?")
+        params.append(end)
+    query = (f"SELECT name FROM settee_dbs WHERE {' AND '.join(where)} "
+             f"ORDER BY name {'DESC' if descending else 'ASC'}")
+    rows = sql.fetchall(conn, query, params)
+    names = [r[0] for r in rows][skip:]
+    return names if limit is None else names[:limit]
+
+
+def get_security(conn: Connection, name: str) -> str:
+    """The database's `_security` object as stored JSON text."""
+    row = sql.fetchone(conn, "SELECT security FROM settee_dbs WHERE name = ?", (name,))
+    if row is None:
+        raise DbNotFound()
+    return str(row[0])
+
+
+def set_field(conn: Connection, name: str, column: str, value: Any) -> None:
+    """Set one settable column (`security`, `revs_limit`) of a database."""
+    if column not in ("security", "revs_limit"):
+        raise ValueError(column)
+    if sql.execute(conn, f"UPDATE settee_dbs SET {column} = ? WHERE name = ?", (value, name)) == 0:
+        raise DbNotFound()

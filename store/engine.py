@@ -1,0 +1,234 @@
+"""Engines for SQLite and PostgreSQL and the one nesting `transaction()` helper.
+
+SQLite: WAL, `synchronous` from settings (FULL by default, so a 201 means the write is on disk),
+`busy_timeout` and `foreign_keys` on every pooled connection, pysqlite's own BEGIN disabled and every
+write transaction opened with `BEGIN IMMEDIATE`. Writers first queue on a process lock and a file
+lock (`flock`) so that they wait in order instead of spinning on `busy_timeout`.
+
+PostgreSQL (psycopg 3): READ COMMITTED, the per-db counter row locked first by the writer, and the
+whole unit of work re-run on serialization failures and deadlocks, a bounded number of times.
+
+Engines are created lazily in the process that uses them, never at import and never across
+`fork()`: a pid change rebuilds the engine.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from .errors import StoreBusy, StoreFull
+
+T = TypeVar("T")
+
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+PG_RETRY_CODES = {"40001", "40P01"}
+PG_DISK_FULL = "53100"
+MAX_ATTEMPTS = 5
+
+
+class Engine:
+    """One SQLAlchemy engine per process, its pragmas, and the transaction helper."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 10_000,
+        pool_size: int = 8,
+    ) -> None:
+        if synchronous.upper() not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+        self.url = sa.engine.make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.synchronous = synchronous.upper()
+        self.busy_timeout_ms = busy_timeout_ms
+        self.pool_size = pool_size
+        self._engine: sa.Engine | None = None
+        self._pid = 0
+        self._local = threading.local()
+        self._write_mutex = threading.Lock()
+        self._lock_fd: int | None = None
+
+    # -- the engine -----------------------------------------------------------------------
+
+    @property
+    def sa(self) -> sa.Engine:
+        """The SQLAlchemy engine of this process (rebuilt after a fork)."""
+        if self._engine is None or self._pid != os.getpid():
+            if self._engine is not None:
+                self._engine.dispose(close=False)
+            self._engine = self._build()
+            self._pid = os.getpid()
+            self._write_mutex = threading.Lock()
+            self._lock_fd = None
+        return self._engine
+
+    def _build(self) -> sa.Engine:
+        if self.is_sqlite:
+            return self._build_sqlite()
+        url = self.url
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        options = "-c lock_timeout=10000 -c statement_timeout=60000 " \
+                  "-c idle_in_transaction_session_timeout=60000"
+        return sa.create_engine(
+            url,
+            pool_size=self.pool_size,
+            max_overflow=self.pool_size,
+            pool_pre_ping=True,
+            isolation_level="READ COMMITTED",
+            connect_args={"options": options},
+        )
+
+    def _build_sqlite(self) -> sa.Engine:
+        path = self.url.database
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = sa.create_engine(
+            self.url,
+            pool_size=self.pool_size,
+            max_overflow=self.pool_size * 4,
+            connect_args={"check_same_thread": False, "timeout": self.busy_timeout_ms / 1000},
+        )
+        synchronous, busy = self.synchronous, self.busy_timeout_ms
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
+            cur.execute(f"PRAGMA busy_timeout={busy}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_size_limit=67108864")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            write = conn.get_execution_options().get("settee_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+
+    def create_schema(self, metadata: sa.MetaData) -> None:
+        """Create missing tables (idempotent; safe when several processes race)."""
+        with self.sa.begin() as conn:
+            if not self.is_sqlite:
+                # Serialise concurrent first starts on PostgreSQL.
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(5984)")
+            metadata.create_all(conn, checkfirst=True)
+
+    def dispose(self) -> None:
+        """Close every pooled connection of this process."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @property
+    def current(self) -> Connection | None:
+        """The connection of the transaction open on this thread, if any."""
+        return getattr(self._local, "conn", None)
+
+    @contextmanager
+    def transaction(self, write: bool = False) -> Iterator[Connection]:
+        """Open a transaction, or join the one already open on this thread.
+
+        A write transaction cannot be opened inside a read one (SQLite would fail at once with
+        SQLITE_BUSY_SNAPSHOT); that is a programming error.
+        """
+        outer = self.current
+        if outer is not None:
+            if write and not getattr(self._local, "write", False):
+                raise RuntimeError("write transaction requested inside a read transaction")
+            yield outer
+            return
+        with self._writer_queue(write):
+            conn = self.sa.connect()
+            if write and self.is_sqlite:
+                conn = conn.execution_options(settee_write=True)
+            self._local.conn, self._local.write = conn, write
+            try:
+                with _translated(), conn.begin():
+                    yield conn
+            finally:
+                self._local.conn = None
+                self._local.write = False
+                conn.close()
+
+    def run(self, fn: Callable[[Connection], T], *, write: bool = True) -> T:
+        """Run `fn` in a transaction, re-running it on PostgreSQL serialization failures."""
+        if self.current is not None:
+            return fn(self.current)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with self.transaction(write=write) as conn:
+                    return fn(conn)
+            except OperationalError as exc:
+                code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+                if code not in PG_RETRY_CODES or attempt == MAX_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))
+        raise StoreBusy()  # pragma: no cover - the loop always returns or raises
+
+    @contextmanager
+    def _writer_queue(self, write: bool) -> Iterator[None]:
+        """Queue SQLite writers on a process mutex and a file lock before BEGIN IMMEDIATE."""
+        if not (write and self.is_sqlite):
+            yield
+            return
+        path = self.url.database
+        if not path or path == ":memory:":
+            with self._write_mutex:
+                yield
+            return
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        if not self._write_mutex.acquire(timeout=self.busy_timeout_ms / 1000):
+            raise StoreBusy()
+        try:
+            if self._lock_fd is None:
+                self._lock_fd = os.open(path + ".writelock", os.O_RDWR | os.O_CREAT, 0o644)
+            while True:
+                try:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreBusy() from None
+                    time.sleep(0.0005)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        finally:
+            self._write_mutex.release()
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Turn disk-full and lock-timeout driver errors into the store's own errors."""
+    try:
+        yield
+    except DBAPIError as exc:
+        orig = getattr(exc, "orig", None)
+        text = str(orig).lower()
+        code = getattr(orig, "sqlstate", None)
+        if code == PG_DISK_FULL or "database or disk is full" in text or "disk full" in text:
+            raise StoreFull() from exc
+        if "database is locked" in text or code == "55P03":
+            raise StoreBusy() from exc
+        raise

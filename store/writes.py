@@ -1,0 +1,237 @@
+"""The write path: a batch of document edits applied to rev trees in one transaction.
+
+Every write (one PUT or a whole `_bulk_docs`) runs as one transaction: the database's counter row
+is locked first (serialising writers per database, so commit order equals seq order), the rev
+trees of the touched documents are read, each edit is applied in request order with CouchDB's
+rules, and the new trees, bodies, seqs and counters are written together. Interactive edits
+(`new_edits=true`) must name a current leaf; replicated edits (`new_edits=false`) merge their
+`_revisions` path into the tree and never conflict.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy.engine import Connection
+
+from . import revtree, sql
+from .errors import Conflict, DbNotFound, StoreError
+from .layers import Layer, Record
+from .revisions import new_rev_id
+
+
+@dataclass(slots=True)
+class Edit:
+    """One document write as the store receives it, already validated at the edge."""
+
+    id: str
+    fields: dict[str, Any]
+    body: bytes
+    deleted: bool = False
+    rev: str | None = None
+    revisions: list[str] | None = None
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """What happened to one edit: its new rev, or the error that refused it."""
+
+    id: str
+    rev: str | None = None
+    error: StoreError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(slots=True)
+class _DocState:
+    tree: revtree.RevTree
+    winner: str
+    deleted: bool
+    exists: bool
+    created: float
+    was_deleted: bool = False
+    changed: bool = False
+    bodies: list[tuple[str, bytes]] = field(default_factory=list)
+    dropped: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class DbRow:
+    """The locked counter row of the database being written."""
+
+    id: int
+    update_seq: int
+    doc_count: int
+    doc_del_count: int
+    body_bytes: int
+    revs_limit: int
+
+
+def lock_db(conn: Connection, name: str) -> DbRow:
+    """Lock the database's counter row (PostgreSQL) and read it; the first statement of a write."""
+    row = sql.fetchone(
+        conn,
+        "SELECT id, update_seq, doc_count, doc_del_count, body_bytes, revs_limit "
+        "FROM settee_dbs WHERE name = ?" + sql.for_update(conn),
+        (name,),
+    )
+    if row is None:
+        raise DbNotFound()
+    return DbRow(*row)
+
+
+def write_edits(
+    conn: Connection, db_name: str, edits: Sequence[Edit], *, new_edits: bool, layer: Layer
+) -> list[WriteResult]:
+    """Apply `edits` in order inside the caller's write transaction; return one result each."""
+    db = lock_db(conn, db_name)
+    states = _load_states(conn, db.id, sorted({e.id for e in edits}))
+    results: list[WriteResult] = []
+    order: dict[str, None] = {}
+    now = time.time()
+    for edit in edits:
+        state = states.get(edit.id)
+        try:
+            if new_edits:
+                state, rev = _apply_interactive(state, edit, now)
+            else:
+                state, rev = _apply_replicated(state, edit, now)
+        except StoreError as exc:
+            results.append(WriteResult(edit.id, error=exc))
+            continue
+        if state is not None and state.changed:
+            if len(state.tree) > db.revs_limit:
+                stemmed = revtree.stem(state.tree, db.revs_limit)
+                state.dropped.update(set(state.tree) - set(stemmed))
+                state.tree = stemmed
+            states[edit.id] = state
+            state.bodies.append((rev, layer.pack(Record(edit.body, {}))))
+            order.pop(edit.id, None)
+            order[edit.id] = None
+        results.append(WriteResult(edit.id, rev))
+    if order:
+        _persist(conn, db, [(doc_id, states[doc_id]) for doc_id in order])
+    return results
+
+
+def _apply_interactive(
+    state: _DocState | None, edit: Edit, now: float
+) -> tuple[_DocState, str]:
+    if state is None or not state.tree:
+        if edit.rev is not None:
+            raise Conflict()
+        rev = new_rev_id(edit.fields, deleted=edit.deleted, parent=None)
+        tree: revtree.RevTree = {rev: (None, edit.deleted)}
+        created, exists = now, state.exists if state else False
+    else:
+        if edit.rev is not None:
+            if not revtree.is_leaf(state.tree, edit.rev):
+                raise Conflict()
+            parent = edit.rev
+        elif state.deleted:
+            parent = state.winner
+        else:
+            raise Conflict()
+        rev = new_rev_id(edit.fields, deleted=edit.deleted, parent=parent)
+        if rev in state.tree:
+            raise Conflict()
+        tree = revtree.add_edit(state.tree, parent, rev, edit.deleted)
+        created, exists = state.created, state.exists
+    return _with_tree(state, tree, created, exists), rev
+
+
+def _apply_replicated(
+    state: _DocState | None, edit: Edit, now: float
+) -> tuple[_DocState | None, str]:
+    path = edit.revisions or [edit.rev]  # validated at the edge: one of them is set
+    leaf = path[0]
+    assert leaf is not None
+    if state is not None and leaf in state.tree:
+        return state, leaf  # already known: a replayed replication is a no-op
+    base = state.tree if state is not None else {}
+    tree = revtree.merge_path(base, path, edit.deleted)
+    created = state.created if state is not None else now
+    exists = state.exists if state is not None else False
+    return _with_tree(state, tree, created, exists), leaf
+
+
+def _with_tree(
+    state: _DocState | None, tree: revtree.RevTree, created: float, exists: bool
+) -> _DocState:
+    win = revtree.winner(tree)
+    new = _DocState(tree, win, revtree.is_deleted(tree), exists, created, changed=True)
+    if state is not None:
+        new.bodies, new.dropped, new.was_deleted = state.bodies, state.dropped, state.was_deleted
+    return new
+
+
+def _load_states(conn: Connection, db_id: int, ids: list[str]) -> dict[str, _DocState]:
+    states: dict[str, _DocState] = {}
+    for chunk in sql.chunks(ids):
+        rows = sql.fetchall(
+            conn,
+            "SELECT doc_id, tree, winner, deleted, created FROM settee_docs "
+            f"WHERE db_id = ? AND doc_id IN ({sql.in_params(len(chunk))})",
+            (db_id, *chunk),
+        )
+        for doc_id, tree, win, deleted, created in rows:
+            states[doc_id] = _DocState(
+                revtree.from_json(orjson.loads(tree)), win, bool(deleted), True, created,
+                was_deleted=bool(deleted),
+            )
+    return states
+
+
+def _persist(conn: Connection, db: DbRow, changed: list[tuple[str, _DocState]]) -> None:
+    """Write trees, bodies, seqs and counters of the changed documents."""
+    seq = db.update_seq
+    inserts, updates, bodies, dropped = [], [], [], []
+    live, dead, added_bytes = db.doc_count, db.doc_del_count, 0
+    for doc_id, state in changed:
+        seq += 1
+        tree_json = orjson.dumps(revtree.to_json(state.tree)).decode()
+        row = (tree_json, state.winner, state.deleted, seq)
+        if state.exists:
+            updates.append((*row, db.id, doc_id))
+            if state.was_deleted != state.deleted:
+                live, dead = (live - 1, dead + 1) if state.deleted else (live + 1, dead - 1)
+        else:
+            inserts.append((db.id, doc_id, *row, state.created))
+            live, dead = (live, dead + 1) if state.deleted else (live + 1, dead)
+        for rev, packed in state.bodies:
+            if rev in state.tree:
+                bodies.append((db.id, doc_id, rev, packed))
+                added_bytes += len(packed)
+        dropped.extend((db.id, doc_id, rev) for rev in state.dropped)
+    sql.execute(
+        conn,
+        "UPDATE settee_dbs SET update_seq = ?, doc_count = ?, doc_del_count = ?, "
+        "body_bytes = body_bytes + ? WHERE id = ?",
+        (seq, live, dead, added_bytes, db.id),
+    )
+    sql.executemany(
+        conn,
+        "INSERT INTO settee_docs (db_id, doc_id, tree, winner, deleted, seq, created) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        inserts,
+    )
+    sql.executemany(
+        conn,
+        "UPDATE settee_docs SET tree = ?, winner = ?, deleted = ?, seq = ? "
+        "WHERE db_id = ? AND doc_id = ?",
+        updates,
+    )
+    sql.executemany(
+        conn, "DELETE FROM settee_revs WHERE db_id = ? AND doc_id = ? AND rev = ?", dropped
+    )
+    sql.executemany(
+        conn, "INSERT INTO settee_revs (db_id, doc_id, rev, body) VALUES (?, ?, ?, ?)", bodies
+    )
+
