@@ -1,0 +1,148 @@
+"""The store's Python face: databases and the versioned mapping, on every backend."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from settee.store import Conflict, DbExists, DbNotFound, NotFound, Store, make_edit
+from settee.store import errors
+
+
+def test_create_list_delete_databases(store: Store) -> None:
+    store.create_db("b")
+    store.create_db("a")
+    assert store.all_dbs() == ["a", "b"]
+    with pytest.raises(DbExists):
+        store.create_db("a")
+    store.delete_db("a")
+    assert store.all_dbs() == ["b"]
+    with pytest.raises(DbNotFound):
+        store.delete_db("a")
+
+
+def test_server_uuid_is_stable_across_store_instances(store: Store) -> None:
+    first = store.uuid
+    again = Store(store.config)
+    assert again.uuid == first
+    again.close()
+
+
+def test_mapping_reads_writes_and_conflicts(store: Store) -> None:
+    store.create_db("m")
+    db = store["m"]
+    db["x"] = {"n": 1}
+    doc = db["x"]
+    assert doc == {"_id": "x", "_rev": doc["_rev"], "n": 1}
+    assert doc["_rev"].startswith("1-")
+    with pytest.raises(Conflict):
+        db["x"] = {"n": 2}  # no _rev on a live doc
+    with pytest.raises(Conflict):
+        db["x"] = {"n": 2, "_rev": "1-0000000000000000000000000000dead"}
+    db["x"] = {"n": 2, "_rev": doc["_rev"]}
+    assert db["x"]["n"] == 2
+    assert db["x"]["_rev"].startswith("2-")
+
+
+def test_missing_and_deleted_raise_not_found_with_reason(store: Store) -> None:
+    store.create_db("m")
+    db = store["m"]
+    with pytest.raises(NotFound) as missing:
+        db["nope"]
+    assert missing.value.reason == "missing"
+    db["gone"] = {}
+    del db["gone"]
+    with pytest.raises(NotFound) as deleted:
+        db["gone"]
+    assert deleted.value.reason == "deleted"
+    assert "gone" not in db
+    assert db.get("gone", 42) == 42
+
+
+def test_iteration_in_raw_id_order_and_len(store: Store) -> None:
+    store.create_db("m")
+    db = store["m"]
+    ids = ["b", "a", "B", "é", "_design/z", "a/b"]
+    for doc_id in ids:
+        db[doc_id] = {}
+    assert list(db) == sorted(ids, key=lambda s: s.encode())
+    assert len(db) == len(ids)
+    del db["a"]
+    assert "a" not in list(db)
+    assert len(db) == len(ids) - 1
+
+
+def test_iteration_pages_through_many_documents(store: Store) -> None:
+    store.create_db("m")
+    db = store["m"]
+    edits = [make_edit(f"d{i:05d}", {"i": i}) for i in range(2500)]
+    assert all(r.ok for r in db.write(edits))
+    seen = list(db)
+    assert seen == [f"d{i:05d}" for i in range(2500)]
+
+
+def test_big_integers_and_key_order_survive(store: Store) -> None:
+    store.create_db("m")
+    db = store["m"]
+    db["n"] = {"z": 2**70, "a": 1.0, "m": -0.5}
+    doc = db["n"]
+    assert list(doc) == ["_id", "_rev", "z", "a", "m"]
+    assert doc["z"] == 2**70 and isinstance(doc["a"], float)
+
+
+def test_replicated_edits_create_conflicts_and_are_idempotent(store: Store) -> None:
+    store.create_db("m")
+    db = store["m"]
+    a = make_edit("c", {"_rev": "1-aaaa", "v": "a"}, new_edits=False)
+    b = make_edit("c", {"_rev": "1-bbbb", "v": "b"}, new_edits=False)
+    assert all(r.ok for r in db.write([a, b], new_edits=False))
+    seq = store.db_info("m").update_seq
+    assert db["c"]["v"] == "b"  # higher rev id wins
+    assert all(r.ok for r in db.write([a, b], new_edits=False))
+    assert store.db_info("m").update_seq == seq
+
+
+def test_compressed_and_plain_bodies_read_back(store: Store) -> None:
+    store.create_db("m")
+    db = store["m"]
+    big = {"text": "x" * 20000}
+    db["big"] = big
+    assert db["big"]["text"] == big["text"]
+    with store.engine.transaction() as conn:
+        stored = conn.execute(sa.text("SELECT body FROM settee_revs WHERE doc_id = 'big'")).scalar()
+    assert len(bytes(stored)) < 2000  # zstd above the threshold
+
+
+def test_counts_follow_deletes_and_recreates(store: Store) -> None:
+    store.create_db("m")
+    db = store["m"]
+    db["a"] = {}
+    db["b"] = {}
+    del db["a"]
+    info = store.db_info("m")
+    assert (info.doc_count, info.doc_del_count) == (1, 1)
+    db["a"] = {"back": True}  # recreate without a rev on a deleted doc
+    assert db["a"]["_rev"].startswith("3-")
+    info = store.db_info("m")
+    assert (info.doc_count, info.doc_del_count, info.update_seq) == (2, 0, 4)
+
+
+def test_sqlite_connections_are_durable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from settee.store import StoreConfig, sqlite_url
+    s = Store(StoreConfig(url=sqlite_url(str(tmp_path))))
+    s.setup()
+    conns = [s.engine.sa.connect() for _ in range(5)]
+    try:
+        for conn in conns:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        for conn in conns:
+            conn.close()
+        s.close()
+
+
+def test_write_to_missing_database_raises(store: Store) -> None:
+    with pytest.raises(errors.DbNotFound):
+        store.db("nope").save("x", {})
