@@ -7,13 +7,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from .engine import Tx
 
 from . import sql
 from .errors import DbExists, DbNotFound
-from .schema import dbs, meta
 
 
 @dataclass(slots=True)
@@ -31,36 +28,29 @@ class DbInfo:
     created: float
 
 
-def server_uuid(conn: Connection) -> str:
+def server_uuid(conn: Tx) -> str:
     """The server's uuid, created once and kept in the store (PouchDB builds checkpoints on it)."""
-    row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "uuid")).first()
-    if row is not None:
-        return str(row[0])
-    candidate = uuid.uuid4().hex
-    try:
-        with conn.begin_nested():
-            conn.execute(sa.insert(meta).values(key="uuid", value=candidate))
-    except IntegrityError:
-        pass  # another process won the race; read its value
-    return str(conn.execute(sa.select(meta.c.value).where(meta.c.key == "uuid")).scalar_one())
+    sql.execute(conn, "INSERT INTO settee_meta (key, value) VALUES ('uuid', ?) "
+                "ON CONFLICT DO NOTHING", (uuid.uuid4().hex,))
+    row = sql.fetchone(conn, "SELECT value FROM settee_meta WHERE key = 'uuid'")
+    assert row is not None
+    return str(row[0])
 
 
-def create_db(conn: Connection, name: str) -> None:
-    """Insert the database row, or raise `DbExists`."""
-    if sql.fetchone(conn, "SELECT 1 FROM settee_dbs WHERE name = ?", (name,)) is not None:
+def create_db(conn: Tx, name: str) -> None:
+    """Insert the database row, or raise `DbExists` (a lost race is `DbExists` too)."""
+    inserted = sql.execute(
+        conn,
+        "INSERT INTO settee_dbs (name, instance, update_seq, purge_seq, doc_count, "
+        "doc_del_count, body_bytes, revs_limit, security, created) "
+        "VALUES (?, ?, 0, 0, 0, 0, 0, 1000, '{}', ?) ON CONFLICT DO NOTHING",
+        (name, uuid.uuid4().hex, time.time()),
+    )
+    if inserted != 1:
         raise DbExists()
-    try:
-        with conn.begin_nested():
-            conn.execute(sa.insert(dbs).values(
-                name=name, instance=uuid.uuid4().hex, update_seq=0, purge_seq=0, doc_count=0,
-                doc_del_count=0, body_bytes=0, revs_limit=1000, security="{}",
-                created=time.time(),
-            ))
-    except IntegrityError:
-        raise DbExists() from None
 
 
-def delete_db(conn: Connection, name: str) -> None:
+def delete_db(conn: Tx, name: str) -> None:
     """Delete the database and, by cascade, every row that belongs to it."""
     row = sql.fetchone(conn, "SELECT id FROM settee_dbs WHERE name = ?" + sql.for_update(conn),
                        (name,))
@@ -72,7 +62,7 @@ def delete_db(conn: Connection, name: str) -> None:
     sql.execute(conn, "DELETE FROM settee_dbs WHERE id = ?", (dbid,))
 
 
-def db_info(conn: Connection, name: str) -> DbInfo:
+def db_info(conn: Tx, name: str) -> DbInfo:
     """The stored counters of one database."""
     row = sql.fetchone(
         conn,
@@ -85,13 +75,13 @@ def db_info(conn: Connection, name: str) -> DbInfo:
     return DbInfo(*row)
 
 
-def exists(conn: Connection, name: str) -> bool:
+def exists(conn: Tx, name: str) -> bool:
     """Whether the database exists."""
     return sql.fetchone(conn, "SELECT 1 FROM settee_dbs WHERE name = ?", (name,)) is not None
 
 
 def list_dbs(
-    conn: Connection,
+    conn: Tx,
     *,
     start: str | None = None,
     end: str | None = None,
@@ -118,7 +108,7 @@ def list_dbs(
     return names if limit is None else names[:limit]
 
 
-def get_security(conn: Connection, name: str) -> str:
+def get_security(conn: Tx, name: str) -> str:
     """The database's `_security` object as stored JSON text."""
     row = sql.fetchone(conn, "SELECT security FROM settee_dbs WHERE name = ?", (name,))
     if row is None:
@@ -126,7 +116,7 @@ def get_security(conn: Connection, name: str) -> str:
     return str(row[0])
 
 
-def set_field(conn: Connection, name: str, column: str, value: Any) -> None:
+def set_field(conn: Tx, name: str, column: str, value: Any) -> None:
     """Set one settable column (`security`, `revs_limit`) of a database."""
     if column not in ("security", "revs_limit"):
         raise ValueError(column)

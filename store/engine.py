@@ -17,16 +17,16 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .errors import StoreBusy, StoreFull
 
@@ -116,11 +116,6 @@ class Engine:
             cur.execute("PRAGMA journal_size_limit=67108864")
             cur.close()
 
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            write = conn.get_execution_options().get("settee_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
         return engine
 
     def create_schema(self, metadata: sa.MetaData) -> None:
@@ -140,46 +135,66 @@ class Engine:
     # -- transactions ---------------------------------------------------------------------
 
     @property
-    def current(self) -> Connection | None:
-        """The connection of the transaction open on this thread, if any."""
-        return getattr(self._local, "conn", None)
+    def current(self) -> Tx | None:
+        """The transaction open on this thread, if any."""
+        return getattr(self._local, "tx", None)
 
     @contextmanager
-    def transaction(self, write: bool = False) -> Iterator[Connection]:
+    def transaction(self, write: bool = False) -> Iterator[Tx]:
         """Open a transaction, or join the one already open on this thread.
 
-        A write transaction cannot be opened inside a read one (SQLite would fail at once with
-        SQLITE_BUSY_SNAPSHOT); that is a programming error.
+        Runs on the pooled driver connection directly (SQLAlchemy's Connection costs more than
+        the query on the hottest paths). A write transaction cannot be opened inside a read one
+        (SQLite would fail at once with SQLITE_BUSY_SNAPSHOT); that is a programming error.
         """
         outer = self.current
         if outer is not None:
-            if write and not getattr(self._local, "write", False):
+            if write and not outer.write:
                 raise RuntimeError("write transaction requested inside a read transaction")
             yield outer
             return
         with self._writer_queue(write):
-            conn = self.sa.connect()
-            if write and self.is_sqlite:
-                conn = conn.execution_options(settee_write=True)
-            self._local.conn, self._local.write = conn, write
+            raw = self.sa.raw_connection()
+            tx = Tx(raw, self.dialect, write)
+            self._local.tx = tx
             try:
-                with _translated(), conn.begin():
-                    yield conn
+                with _translated():
+                    if self.is_sqlite:
+                        cur = raw.cursor()
+                        cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                        cur.close()
+                    try:
+                        yield tx
+                    except BaseException:
+                        raw.rollback()
+                        raise
+                    if self.is_sqlite:
+                        cur = raw.cursor()
+                        cur.execute("COMMIT")
+                        cur.close()
+                    else:
+                        raw.commit()
             finally:
-                self._local.conn = None
-                self._local.write = False
-                conn.close()
+                self._local.tx = None
+                if _broken(raw):
+                    raw.invalidate()
+                raw.close()
 
-    def run(self, fn: Callable[[Connection], T], *, write: bool = True) -> T:
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return "sqlite" if self.is_sqlite else "postgresql"
+
+    def run(self, fn: Callable[[Tx], T], *, write: bool = True) -> T:
         """Run `fn` in a transaction, re-running it on PostgreSQL serialization failures."""
         if self.current is not None:
             return fn(self.current)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                with self.transaction(write=write) as conn:
-                    return fn(conn)
-            except OperationalError as exc:
-                code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+                with self.transaction(write=write) as tx:
+                    return fn(tx)
+            except Exception as exc:
+                code = getattr(exc, "sqlstate", None)
                 if code not in PG_RETRY_CODES or attempt == MAX_ATTEMPTS:
                     raise
                 time.sleep(random.uniform(0, 0.01 * 2**attempt))
@@ -218,15 +233,34 @@ class Engine:
             self._write_mutex.release()
 
 
+class Tx:
+    """An open transaction: the pooled driver connection, its dialect, and whether it writes."""
+
+    __slots__ = ("raw", "dialect", "write")
+
+    def __init__(self, raw: Any, dialect: str, write: bool) -> None:
+        self.raw = raw
+        self.dialect = dialect
+        self.write = write
+
+    def cursor(self) -> Any:
+        """A driver cursor on this transaction's connection."""
+        return self.raw.cursor()
+
+
+def _broken(raw: Any) -> bool:
+    driver = getattr(raw, "dbapi_connection", None)
+    return bool(getattr(driver, "broken", False))
+
+
 @contextmanager
 def _translated() -> Iterator[None]:
     """Turn disk-full and lock-timeout driver errors into the store's own errors."""
     try:
         yield
-    except DBAPIError as exc:
-        orig = getattr(exc, "orig", None)
-        text = str(orig).lower()
-        code = getattr(orig, "sqlstate", None)
+    except (sqlite3.Error, psycopg.Error) as exc:
+        text = str(exc).lower()
+        code = getattr(exc, "sqlstate", None)
         if code == PG_DISK_FULL or "database or disk is full" in text or "disk full" in text:
             raise StoreFull() from exc
         if "database is locked" in text or code == "55P03":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Connection
+from .engine import Tx
 
 from . import sql
 from .errors import BadRequest, NotFound
@@ -34,7 +34,7 @@ def local_rev(rev: str | None) -> int:
     return int(tail)
 
 
-def get(conn: Connection, dbid: int, doc_id: str) -> LocalDoc:
+def get(conn: Tx, dbid: int, doc_id: str) -> LocalDoc:
     """The local doc, or `NotFound`."""
     row = sql.fetchone(
         conn, "SELECT rev, body FROM settee_local_docs WHERE db_id = ? AND doc_id = ?",
@@ -45,7 +45,7 @@ def get(conn: Connection, dbid: int, doc_id: str) -> LocalDoc:
     return LocalDoc(doc_id, int(row[0]), bytes(row[1]))
 
 
-def put(conn: Connection, db_name: str, doc_id: str, body: bytes, rev: str | None) -> int:
+def put(conn: Tx, db_name: str, doc_id: str, body: bytes, rev: str | None) -> int:
     """Store the local doc with counter rev+1 and return the new counter."""
     db = lock_db(conn, db_name)
     new = local_rev(rev) + 1
@@ -56,7 +56,7 @@ def put(conn: Connection, db_name: str, doc_id: str, body: bytes, rev: str | Non
     return new
 
 
-def delete(conn: Connection, db_name: str, doc_id: str, rev: str | None) -> None:
+def delete(conn: Tx, db_name: str, doc_id: str, rev: str | None) -> None:
     """Remove the local doc; `NotFound` if there is none, `Conflict`-free as in CouchDB."""
     db = lock_db(conn, db_name)
     local_rev(rev)
@@ -65,7 +65,7 @@ def delete(conn: Connection, db_name: str, doc_id: str, rev: str | None) -> None
         raise NotFound("missing")
 
 
-def listing(conn: Connection, dbid: int, *, start: str | None, end: str | None,
+def listing(conn: Tx, dbid: int, *, start: str | None, end: str | None,
             inclusive_end: bool, descending: bool, limit: int | None,
             skip: int) -> list[LocalDoc]:
     """Local docs in raw id order for `_local_docs`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import orjson
-from sqlalchemy.engine import Connection
+from .engine import Tx
 
 from . import reads, revtree, sql
 from .engine import Engine
@@ -33,7 +33,7 @@ def compact(engine: Engine, db_name: str) -> None:
     ))
 
 
-def _compact_page(conn: Connection, db_name: str, after: str | None) -> str | None:
+def _compact_page(conn: Tx, db_name: str, after: str | None) -> str | None:
     db = lock_db(conn, db_name)
     rows = sql.fetchall(
         conn,
@@ -69,7 +69,7 @@ def _compact_page(conn: Connection, db_name: str, after: str | None) -> str | No
     return ids[-1] if len(rows) == PAGE else None
 
 
-def purge(conn: Connection, db_name: str, request: Mapping[str, Sequence[str]]
+def purge(conn: Tx, db_name: str, request: Mapping[str, Sequence[str]]
           ) -> dict[str, list[str]]:
     """Remove the named leaf revs (and ancestors only they used); return what was purged."""
     db = lock_db(conn, db_name)
@@ -113,6 +113,6 @@ def purge(conn: Connection, db_name: str, request: Mapping[str, Sequence[str]]
     return purged
 
 
-def _purge_seq(conn: Connection, dbid: int) -> int:
+def _purge_seq(conn: Tx, dbid: int) -> int:
     row = sql.fetchone(conn, "SELECT purge_seq FROM settee_dbs WHERE id = ?", (dbid,))
     return int(row[0]) if row else 0

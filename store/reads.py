@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy.engine import Connection
+from .engine import Tx
 
 from . import revtree, sql
 from .errors import DbNotFound
@@ -34,7 +34,7 @@ class Row:
     tree_json: str
 
 
-def db_id(conn: Connection, name: str) -> int:
+def db_id(conn: Tx, name: str) -> int:
     """The id of the named database, or `DbNotFound`."""
     row = sql.fetchone(conn, "SELECT id FROM settee_dbs WHERE name = ?", (name,))
     if row is None:
@@ -43,7 +43,7 @@ def db_id(conn: Connection, name: str) -> int:
 
 
 def doc_with_winner(
-    conn: Connection, db_name: str, doc_id: str
+    conn: Tx, db_name: str, doc_id: str
 ) -> tuple[DocInfo | None, bytes | None]:
     """One query: the doc's info and its winning body (raises `DbNotFound`)."""
     row = sql.fetchone(
@@ -62,7 +62,7 @@ def doc_with_winner(
     return info, _bytes(row[5])
 
 
-def doc_info(conn: Connection, dbid: int, doc_id: str) -> DocInfo | None:
+def doc_info(conn: Tx, dbid: int, doc_id: str) -> DocInfo | None:
     """The doc's tree and state, or None."""
     row = sql.fetchone(
         conn,
@@ -74,7 +74,7 @@ def doc_info(conn: Connection, dbid: int, doc_id: str) -> DocInfo | None:
     return DocInfo(doc_id, revtree.from_json(orjson.loads(row[0])), row[1], bool(row[2]), row[3])
 
 
-def doc_infos(conn: Connection, dbid: int, ids: Sequence[str]) -> dict[str, DocInfo]:
+def doc_infos(conn: Tx, dbid: int, ids: Sequence[str]) -> dict[str, DocInfo]:
     """Trees and states of many docs at once."""
     out: dict[str, DocInfo] = {}
     unique = sorted(set(ids))
@@ -91,7 +91,7 @@ def doc_infos(conn: Connection, dbid: int, ids: Sequence[str]) -> dict[str, DocI
     return out
 
 
-def bodies(conn: Connection, dbid: int, doc_id: str, revs: Sequence[str]) -> dict[str, bytes]:
+def bodies(conn: Tx, dbid: int, doc_id: str, revs: Sequence[str]) -> dict[str, bytes]:
     """Stored (layer-packed) bodies of the given revs that still have one."""
     if not revs:
         return {}
@@ -104,7 +104,7 @@ def bodies(conn: Connection, dbid: int, doc_id: str, revs: Sequence[str]) -> dic
     return {rev: _bytes(body) for rev, body in rows}
 
 
-def bodies_for(conn: Connection, dbid: int, pairs: Sequence[tuple[str, str]]
+def bodies_for(conn: Tx, dbid: int, pairs: Sequence[tuple[str, str]]
                ) -> dict[tuple[str, str], bytes]:
     """Packed bodies for many (doc id, rev) pairs that still have one."""
     out: dict[tuple[str, str], bytes] = {}
@@ -120,7 +120,7 @@ def bodies_for(conn: Connection, dbid: int, pairs: Sequence[tuple[str, str]]
 
 
 def id_range(
-    conn: Connection,
+    conn: Tx,
     dbid: int,
     *,
     start: str | None,
@@ -161,12 +161,12 @@ def id_range(
         query += " LIMIT ? OFFSET ?"
         params += [limit, skip]
     elif skip:
-        query += " LIMIT -1 OFFSET ?" if conn.dialect.name == "sqlite" else " OFFSET ?"
+        query += " LIMIT -1 OFFSET ?" if conn.dialect == "sqlite" else " OFFSET ?"
         params.append(skip)
     return [Row(r[0], r[1], bool(r[2]), r[3], r[4]) for r in sql.fetchall(conn, query, params)]
 
 
-def count_range(conn: Connection, dbid: int, prefix: str | None, exclude_prefix: str | None,
+def count_range(conn: Tx, dbid: int, prefix: str | None, exclude_prefix: str | None,
                 before: str | None = None, descending: bool = False) -> int:
     """How many live docs (optionally under a prefix) there are, or before an id."""
     where, params = ["db_id = ?", "deleted = ?"], [dbid, False]
@@ -185,7 +185,7 @@ def count_range(conn: Connection, dbid: int, prefix: str | None, exclude_prefix:
 
 
 def changes_since(
-    conn: Connection, dbid: int, since: int, *, limit: int | None, descending: bool = False
+    conn: Tx, dbid: int, since: int, *, limit: int | None, descending: bool = False
 ) -> list[Row]:
     """Docs whose latest change is after `since`, in seq order (one row per doc)."""
     if descending:

