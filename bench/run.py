@@ -1,0 +1,199 @@
+"""Benchmark settee or any CouchDB-compatible server against a hello-world ceiling of the same run.
+
+Usage: `make bench` (starts settee itself), or `.venv/bin/python bench/run.py --url http://host:5984`.
+It measures GET requests/s of a werkzeug hello-world app (`hello.py`) under gunicorn with the same
+worker class, workers and threads settee would get; then, against the target, `_bulk_docs` (which
+also loads the db), GET by random id, `_all_docs` paging and single-doc PUT; then the hello-world
+app again. Each workload stops at its count or its time limit, whichever comes first. Figures are
+printed with their ratio to the hello-world rate: speed goals are read off those ratios, never
+asserted as times in tests. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import secrets
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import database
+import orjson
+from http1 import Connection, Target
+from loadgen import ClientSettings, LoadError, Measurement, Workload, measure
+from report import RunInfo, as_json, table
+from serve import Gunicorn, GunicornSettings, StartError
+from workloads import AllDocsPages, BulkDocs, GetRandom, HelloGet, PutDocs
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", help="CouchDB-compatible base URL, basic auth allowed "
+                   "(http://user:pass@host:5984); default: start settee under gunicorn on a free "
+                   "port with a fresh data dir")
+    p.add_argument("--db", default="settee-bench", help="database to use (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    server = p.add_argument_group("gunicorn (hello-world ceiling, and settee when started here)")
+    server.add_argument("--worker-class", default="gthread")
+    server.add_argument("--workers", type=int, default=2)
+    server.add_argument("--threads", type=int, default=4)
+    server.add_argument("--startup-timeout", type=float, default=30.0, metavar="S")
+    client = p.add_argument_group("client")
+    client.add_argument("--clients", type=int, default=8, metavar="N",
+                        help="connections for hello, PUT and GET (default %(default)s)")
+    client.add_argument("--client-procs", type=int, default=2, metavar="N",
+                        help="client processes to deal connections over (default %(default)s)")
+    client.add_argument("--timeout", type=float, default=60.0, metavar="S", help="per request")
+    sizes = p.add_argument_group("sizes (each workload stops at its count or its time limit)")
+    sizes.add_argument("--duration", type=float, default=10.0, metavar="S",
+                       help="time limit of hello, PUT, GET and _all_docs (default %(default)s)")
+    sizes.add_argument("--requests", type=int, default=500_000, metavar="N",
+                       help="count limit of hello and GET (default %(default)s)")
+    sizes.add_argument("--puts", type=int, default=50_000, metavar="N",
+                       help="count limit of PUT (default %(default)s)")
+    sizes.add_argument("--docs", type=int, default=50_000, metavar="N",
+                       help="count limit of _bulk_docs: the docs that GET and _all_docs then read "
+                       "(default %(default)s)")
+    sizes.add_argument("--batch", type=int, default=1000, metavar="N", help="docs per _bulk_docs")
+    sizes.add_argument("--bulk-clients", type=int, default=2, metavar="N")
+    sizes.add_argument("--bulk-duration", type=float, default=30.0, metavar="S",
+                       help="time limit of _bulk_docs (default %(default)s)")
+    sizes.add_argument("--page-limit", type=int, default=1000, metavar="N", help="_all_docs limit")
+    sizes.add_argument("--page-clients", type=int, default=2, metavar="N")
+    sizes.add_argument("--rows", type=int, default=2_000_000, metavar="N",
+                       help="count limit of _all_docs rows (default %(default)s)")
+    sizes.add_argument("--doc-bytes", type=int, default=100, metavar="N", help="JSON size of a doc")
+    sizes.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _welcome(target: Target) -> str:
+    """What the server says about itself at GET /."""
+    conn = Connection(target, timeout=10)
+    try:
+        response = conn.request("GET", "/")
+        info = orjson.loads(response.body) if response.status == 200 else {}
+    except (OSError, orjson.JSONDecodeError):
+        info = {}
+    finally:
+        conn.close()
+    if not isinstance(info, dict):
+        return "?"
+    vendor = info.get("vendor")
+    name = vendor.get("name") if isinstance(vendor, dict) else None
+    return " ".join(str(x) for x in (name or info.get("couchdb"), info.get("version")) if x) or "?"
+
+
+@contextlib.contextmanager
+def _target(
+    args: argparse.Namespace, settings: GunicornSettings, tmp: Path
+) -> Iterator[tuple[Target, str, Gunicorn | None]]:
+    """The given URL, or settee started here for the length of the block."""
+    if args.url:
+        target = Target.parse(args.url)
+        yield target, f"given URL; GET / says {_welcome(target)}", None
+        return
+    data = tmp / "settee-data"
+    data.mkdir()
+    server = Gunicorn(
+        "settee.server:create_app()",
+        settings,
+        log=tmp / "settee.log",
+        ready_path="/_up",
+        env={"SETTEE_DATA_DIR": str(data)},
+        startup_timeout=args.startup_timeout,
+    )
+    _say(f"starting settee: {' '.join(server.command())}")
+    with server:
+        says = _welcome(server.target)
+        kind = f"settee started here, data in a fresh temp dir; GET / says {says}"
+        yield server.target, kind, server
+
+
+class Bench:
+    """One benchmark run: the settings from the command line, and the steps that use them."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.gunicorn = GunicornSettings(args.worker_class, args.workers, args.threads)
+        self.client = ClientSettings(procs=args.client_procs, timeout=args.timeout)
+        self.tag = secrets.token_hex(3)  # in every doc id, so runs never collide
+
+    def run(self) -> str:
+        """Measure the ceiling, the target's workloads, the ceiling again; return the report."""
+        args = self.args
+        with tempfile.TemporaryDirectory(prefix="settee-bench-") as tmpdir:
+            tmp = Path(tmpdir)
+            hello = Gunicorn("hello:app", self.gunicorn, log=tmp / "hello.log",
+                             pythonpath=BENCH_DIR, startup_timeout=args.startup_timeout)
+            _say(f"starting the hello-world ceiling: {' '.join(hello.command())}")
+            with hello:  # stays up, idle, while the target is measured
+                ceilings = [self.timed(HelloGet("hello GET, before"), hello.target, args.clients,
+                                       args.requests, args.duration)]
+                with _target(args, self.gunicorn, tmp) as (target, kind, settee):
+                    created = database.create(target, args.db)
+                    try:
+                        results = self.workloads(target)
+                    finally:
+                        if created:
+                            database.delete(target, args.db)
+                    if settee is not None and any(m.errors for m in results):
+                        _say(f"settee had errors; the end of its log:\n{settee.log_tail()}")
+                ceilings.append(self.timed(HelloGet("hello GET, after"), hello.target, args.clients,
+                                           args.requests, args.duration))
+        wrk = "; wrk found but not used" if shutil.which("wrk") else ""
+        client = (f"pure Python, raw-socket HTTP/1.1 keep-alive (bench/http1.py), connections "
+                  f"dealt over up to {self.client.procs} processes, one event loop each{wrk}")
+        info = RunInfo(target.display, kind, self.gunicorn.display, client, args.db, created)
+        return as_json(info, ceilings, results) if args.json else table(info, ceilings, results)
+
+    def workloads(self, target: Target) -> list[Measurement]:
+        """The target's workloads, in an order where each finds what it needs."""
+        args = self.args
+        bulk = BulkDocs(args.db, self.tag, args.docs, args.batch, args.doc_bytes)
+        loaded = self.timed(bulk, target, args.bulk_clients, args.docs, args.bulk_duration)
+        if not loaded.keys:
+            raise LoadError(f"_bulk_docs wrote no documents: {loaded.samples}")
+        get = GetRandom(args.db, tuple(loaded.keys), args.seed)
+        pages = AllDocsPages(args.db, args.page_limit)
+        put = PutDocs(args.db, self.tag, args.doc_bytes)
+        return [
+            loaded,
+            self.timed(get, target, args.clients, args.requests, args.duration),
+            self.timed(pages, target, args.page_clients, args.rows, args.duration),
+            self.timed(put, target, args.clients, args.puts, args.duration),  # last: grows the db
+        ]
+
+    def timed(self, workload: Workload, target: Target, clients: int, count: int,
+              duration: float) -> Measurement:
+        """Measure one workload, saying what it does on stderr."""
+        _say(f"measuring {workload.name}: {clients} connections, "
+             f"up to {count:,} items or {duration:g}s")
+        m = measure(workload, target, clients=clients, count=count, duration=duration,
+                    settings=self.client)
+        _say(f"  {m.rate:,.0f} {m.unit} ({m.items:,} in {m.seconds:.2f}s, {m.errors} errors)")
+        return m
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        print(Bench(args).run())
+    except (StartError, LoadError, database.DatabaseError, OSError, ValueError) as exc:
+        _say(f"bench failed: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
