@@ -1,12 +1,12 @@
 """Benchmark settee or any CouchDB-compatible server against a hello-world ceiling of the same run.
 
 Usage: `make bench` (starts settee itself), or `.venv/bin/python bench/run.py --url http://host:5984`.
-It measures GET requests/s of a werkzeug hello-world app (`hello.py`) under gunicorn with the same
-worker class, workers and threads settee would get; then, against the target, `_bulk_docs` (which
-also loads the db), GET by random id, `_all_docs` paging and single-doc PUT; then the hello-world
-app again. Each workload stops at its count or its time limit, whichever comes first. Figures are
-printed with their ratio to the hello-world rate: speed goals are read off those ratios, never
-asserted as times in tests. See bench/README.md.
+Against the target it measures `_bulk_docs` (which also loads the db), GET by random id, `_all_docs`
+paging and single-doc PUT, each stopping at its count or its time limit, whichever comes first.
+Before the first and after each of them it measures GET requests/s of a werkzeug hello-world app
+(`hello.py`) under gunicorn with the same worker class, workers and threads settee gets, and each
+figure is printed with its ratio to the hello-world runs on either side of it. Speed goals are read
+off those ratios, never asserted as times in tests. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import database
 import orjson
 from http1 import Connection, Target
 from loadgen import ClientSettings, LoadError, Measurement, Workload, measure
-from report import RunInfo, as_json, table
+from report import Result, RunInfo, as_json, table
 from serve import Gunicorn, GunicornSettings, StartError
 from workloads import AllDocsPages, BulkDocs, GetRandom, HelloGet, PutDocs
 
@@ -52,7 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     client.add_argument("--timeout", type=float, default=60.0, metavar="S", help="per request")
     sizes = p.add_argument_group("sizes (each workload stops at its count or its time limit)")
     sizes.add_argument("--duration", type=float, default=10.0, metavar="S",
-                       help="time limit of hello, PUT, GET and _all_docs (default %(default)s)")
+                       help="time limit of PUT, GET and _all_docs (default %(default)s)")
+    sizes.add_argument("--hello-duration", type=float, default=3.0, metavar="S",
+                       help="time limit of each hello-world run (default %(default)s)")
     sizes.add_argument("--requests", type=int, default=500_000, metavar="N",
                        help="count limit of hello and GET (default %(default)s)")
     sizes.add_argument("--puts", type=int, default=50_000, metavar="N",
@@ -128,51 +130,62 @@ class Bench:
         self.gunicorn = GunicornSettings(args.worker_class, args.workers, args.threads)
         self.client = ClientSettings(procs=args.client_procs, timeout=args.timeout)
         self.tag = secrets.token_hex(3)  # in every doc id, so runs never collide
+        self.hello = Target("127.0.0.1", 0)  # set once the hello-world app runs
+        self.hellos: list[Measurement] = []
 
     def run(self) -> str:
-        """Measure the ceiling, the target's workloads, the ceiling again; return the report."""
+        """Start the servers, measure, stop them; return the report."""
         args = self.args
         with tempfile.TemporaryDirectory(prefix="settee-bench-") as tmpdir:
             tmp = Path(tmpdir)
             hello = Gunicorn("hello:app", self.gunicorn, log=tmp / "hello.log",
                              pythonpath=BENCH_DIR, startup_timeout=args.startup_timeout)
             _say(f"starting the hello-world ceiling: {' '.join(hello.command())}")
-            with hello:  # stays up, idle, while the target is measured
-                ceilings = [self.timed(HelloGet("hello GET, before"), hello.target, args.clients,
-                                       args.requests, args.duration)]
-                with _target(args, self.gunicorn, tmp) as (target, kind, settee):
-                    created = database.create(target, args.db)
-                    try:
-                        results = self.workloads(target)
-                    finally:
-                        if created:
-                            database.delete(target, args.db)
-                    if settee is not None and any(m.errors for m in results):
-                        _say(f"settee had errors; the end of its log:\n{settee.log_tail()}")
-                ceilings.append(self.timed(HelloGet("hello GET, after"), hello.target, args.clients,
-                                           args.requests, args.duration))
+            with hello, _target(args, self.gunicorn, tmp) as (target, kind, settee):
+                self.hello = hello.target
+                created = database.create(target, args.db)
+                try:
+                    results = self.workloads(target)
+                finally:
+                    if created:
+                        database.delete(target, args.db)
+                if settee is not None and any(r.measurement.errors for r in results):
+                    _say(f"settee had errors; the end of its log:\n{settee.log_tail()}")
         wrk = "; wrk found but not used" if shutil.which("wrk") else ""
         client = (f"pure Python, raw-socket HTTP/1.1 keep-alive (bench/http1.py), connections "
                   f"dealt over up to {self.client.procs} processes, one event loop each{wrk}")
         info = RunInfo(target.display, kind, self.gunicorn.display, client, args.db, created)
-        return as_json(info, ceilings, results) if args.json else table(info, ceilings, results)
+        return as_json(info, results) if args.json else table(info, results)
 
-    def workloads(self, target: Target) -> list[Measurement]:
+    def workloads(self, target: Target) -> list[Result]:
         """The target's workloads, in an order where each finds what it needs."""
         args = self.args
+        self.hellos = [self.ceiling()]
         bulk = BulkDocs(args.db, self.tag, args.docs, args.batch, args.doc_bytes)
-        loaded = self.timed(bulk, target, args.bulk_clients, args.docs, args.bulk_duration)
-        if not loaded.keys:
-            raise LoadError(f"_bulk_docs wrote no documents: {loaded.samples}")
-        get = GetRandom(args.db, tuple(loaded.keys), args.seed)
+        loaded = self.bracketed(bulk, target, args.bulk_clients, args.docs, args.bulk_duration)
+        if not loaded.measurement.keys:
+            raise LoadError(f"_bulk_docs wrote no documents: {loaded.measurement.samples}")
+        get = GetRandom(args.db, tuple(loaded.measurement.keys), args.seed)
         pages = AllDocsPages(args.db, args.page_limit)
         put = PutDocs(args.db, self.tag, args.doc_bytes)
         return [
             loaded,
-            self.timed(get, target, args.clients, args.requests, args.duration),
-            self.timed(pages, target, args.page_clients, args.rows, args.duration),
-            self.timed(put, target, args.clients, args.puts, args.duration),  # last: grows the db
+            self.bracketed(get, target, args.clients, args.requests, args.duration),
+            self.bracketed(pages, target, args.page_clients, args.rows, args.duration),
+            self.bracketed(put, target, args.clients, args.puts, args.duration),  # grows the db
         ]
+
+    def bracketed(self, workload: Workload, target: Target, clients: int, count: int,
+                  duration: float) -> Result:
+        """Measure a workload, then the ceiling again: each ratio uses the runs around it."""
+        measured = self.timed(workload, target, clients, count, duration)
+        self.hellos.append(self.ceiling())
+        return Result(measured, self.hellos[-2], self.hellos[-1])
+
+    def ceiling(self) -> Measurement:
+        """GET requests/s of the hello-world app, with the same client settings."""
+        args = self.args
+        return self.timed(HelloGet(), self.hello, args.clients, args.requests, args.hello_duration)
 
     def timed(self, workload: Workload, target: Target, clients: int, count: int,
               duration: float) -> Measurement:
