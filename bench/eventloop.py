@@ -16,7 +16,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from http1 import RECV_SIZE, Connection, Dropped, HTTPError, Response, ResponseParser, Target
+from http1 import (
+    RECV_SIZE,
+    Connection,
+    Dropped,
+    HTTPError,
+    Request,
+    Response,
+    ResponseParser,
+    Target,
+)
 
 SAMPLES = 5  # error messages kept per flow
 GIVE_UP_AFTER = 100  # failed requests in a row before a flow stops
@@ -34,7 +43,7 @@ class Outcome:
 class Session(Protocol):
     """One connection's share of a workload; it may keep state between requests."""
 
-    def request(self) -> tuple[str, str, bytes | None] | None:
+    def request(self) -> Request | None:
         """The next (method, path, body), or None when this session has nothing left to do."""
         ...
 

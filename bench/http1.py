@@ -18,6 +18,8 @@ from urllib.parse import unquote, urlsplit
 
 RECV_SIZE = 65536
 
+Request = tuple[str, str, bytes | None]  # method, path below the target's prefix, JSON body
+
 
 class HTTPError(Exception):
     """The peer broke the HTTP/1.1 framing."""

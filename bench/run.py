@@ -31,47 +31,69 @@ from workloads import AllDocsPages, BulkDocs, GetRandom, HelloGet, PutDocs
 BENCH_DIR = Path(__file__).resolve().parent
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {value}")
+    return value
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep the description's line breaks; show every default."""
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=_Formatter)
     p.add_argument("--url", help="CouchDB-compatible base URL, basic auth allowed "
                    "(http://user:pass@host:5984); default: start settee under gunicorn on a free "
                    "port with a fresh data dir")
-    p.add_argument("--db", default="settee-bench", help="database to use (default %(default)s)")
+    p.add_argument("--db", default="settee-bench", help="database to use")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     server = p.add_argument_group("gunicorn (hello-world ceiling, and settee when started here)")
-    server.add_argument("--worker-class", default="gthread")
-    server.add_argument("--workers", type=int, default=2)
-    server.add_argument("--threads", type=int, default=4)
-    server.add_argument("--startup-timeout", type=float, default=30.0, metavar="S")
+    server.add_argument("--worker-class", default="gthread", metavar="NAME", help="gunicorn's")
+    server.add_argument("--workers", type=_count, default=2, metavar="N", help="gunicorn's")
+    server.add_argument("--threads", type=_count, default=4, metavar="N", help="gunicorn's")
+    server.add_argument("--startup-timeout", type=_seconds, default=30.0, metavar="S",
+                        help="until every worker is up and the ready check answers")
     client = p.add_argument_group("client")
-    client.add_argument("--clients", type=int, default=8, metavar="N",
-                        help="connections for hello, PUT and GET (default %(default)s)")
-    client.add_argument("--client-procs", type=int, default=2, metavar="N",
-                        help="client processes to deal connections over (default %(default)s)")
-    client.add_argument("--timeout", type=float, default=60.0, metavar="S", help="per request")
+    client.add_argument("--clients", type=_count, default=8, metavar="N",
+                        help="connections for hello, PUT and GET")
+    client.add_argument("--client-procs", type=_count, default=2, metavar="N",
+                        help="client processes to deal connections over")
+    client.add_argument("--timeout", type=_seconds, default=60.0, metavar="S", help="per request")
     sizes = p.add_argument_group("sizes (each workload stops at its count or its time limit)")
-    sizes.add_argument("--duration", type=float, default=10.0, metavar="S",
-                       help="time limit of PUT, GET and _all_docs (default %(default)s)")
-    sizes.add_argument("--hello-duration", type=float, default=3.0, metavar="S",
-                       help="time limit of each hello-world run (default %(default)s)")
-    sizes.add_argument("--requests", type=int, default=500_000, metavar="N",
-                       help="count limit of hello and GET (default %(default)s)")
-    sizes.add_argument("--puts", type=int, default=50_000, metavar="N",
-                       help="count limit of PUT (default %(default)s)")
-    sizes.add_argument("--docs", type=int, default=50_000, metavar="N",
-                       help="count limit of _bulk_docs: the docs that GET and _all_docs then read "
-                       "(default %(default)s)")
-    sizes.add_argument("--batch", type=int, default=1000, metavar="N", help="docs per _bulk_docs")
-    sizes.add_argument("--bulk-clients", type=int, default=2, metavar="N")
-    sizes.add_argument("--bulk-duration", type=float, default=30.0, metavar="S",
-                       help="time limit of _bulk_docs (default %(default)s)")
-    sizes.add_argument("--page-limit", type=int, default=1000, metavar="N", help="_all_docs limit")
-    sizes.add_argument("--page-clients", type=int, default=2, metavar="N")
-    sizes.add_argument("--rows", type=int, default=2_000_000, metavar="N",
-                       help="count limit of _all_docs rows (default %(default)s)")
-    sizes.add_argument("--doc-bytes", type=int, default=100, metavar="N", help="JSON size of a doc")
-    sizes.add_argument("--seed", type=int, default=0)
+    sizes.add_argument("--duration", type=_seconds, default=10.0, metavar="S",
+                       help="time limit of PUT, GET and _all_docs")
+    sizes.add_argument("--hello-duration", type=_seconds, default=3.0, metavar="S",
+                       help="time limit of each hello-world run")
+    sizes.add_argument("--requests", type=_count, default=500_000, metavar="N",
+                       help="count limit of hello and GET")
+    sizes.add_argument("--puts", type=_count, default=50_000, metavar="N",
+                       help="count limit of PUT")
+    sizes.add_argument("--docs", type=_count, default=50_000, metavar="N",
+                       help="count limit of _bulk_docs: the docs that GET and _all_docs then read")
+    sizes.add_argument("--batch", type=_count, default=1000, metavar="N",
+                       help="docs per _bulk_docs request")
+    sizes.add_argument("--bulk-clients", type=_count, default=2, metavar="N",
+                       help="connections for _bulk_docs")
+    sizes.add_argument("--bulk-duration", type=_seconds, default=30.0, metavar="S",
+                       help="time limit of _bulk_docs")
+    sizes.add_argument("--page-limit", type=_count, default=1000, metavar="N",
+                       help="rows per _all_docs page")
+    sizes.add_argument("--page-clients", type=_count, default=2, metavar="N",
+                       help="connections for _all_docs, each paging on its own")
+    sizes.add_argument("--rows", type=_count, default=2_000_000, metavar="N",
+                       help="count limit of _all_docs rows")
+    sizes.add_argument("--doc-bytes", type=_count, default=100, metavar="N",
+                       help="JSON size of each doc")
+    sizes.add_argument("--seed", type=int, default=0, help="for the random ids GET reads")
     return p.parse_args(argv)
 
 

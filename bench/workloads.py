@@ -14,9 +14,7 @@ from urllib.parse import quote
 
 import orjson
 from eventloop import Outcome
-from http1 import Response
-
-Request = tuple[str, str, "bytes | None"]
+from http1 import Request, Response
 
 
 def doc_body(n: int, size: int, **fields: object) -> dict[str, object]:
