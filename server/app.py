@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterable, Mapping
 from importlib import import_module
 from typing import Any
 
+from werkzeug.exceptions import NotFound
 from werkzeug.routing import MapAdapter
 from werkzeug.wrappers import Response
 
 from ..store import Store, StoreConfig
 from .errors import BadRequest, UriTooLong, error_response
-from .routes import url_map
+from .routes import reserved_map, url_map
 from .settings import Settings, resolve
 from .wrappers import SetteeRequest, raw_segments, routing_path, unslash
 
@@ -35,6 +36,7 @@ class Settee:
             pool_size=max(4, min(32, settings.threads)),
         ))
         self.adapter: MapAdapter = url_map.bind("settee", "/")
+        self.reserved: MapAdapter = reserved_map.bind("settee", "/")
         self.handlers: dict[str, Handler] = {}
         for rule in url_map.iter_rules():
             module, _, name = rule.endpoint.partition(".")
@@ -63,7 +65,14 @@ class Settee:
         segments = raw_segments(environ)
         if segments is None:
             raise BadRequest("URL must be valid UTF-8 after percent-decoding")
-        endpoint, args = self.adapter.match(routing_path(segments), request.method)
+        path = routing_path(segments)
+        if any(s.startswith("_") for s in segments[:2]):
+            try:  # a reserved resource answers 405 for the wrong method, never "bad db name"
+                endpoint, args = self.reserved.match(path, request.method)
+            except NotFound:
+                endpoint, args = self.adapter.match(path, request.method)
+        else:
+            endpoint, args = self.adapter.match(path, request.method)
         self.store.setup()
         handler = self.handlers[endpoint]
         return handler(self, request, **{k: unslash(v) for k, v in args.items()})

@@ -17,34 +17,42 @@ def _r(path: str, endpoint: str, *methods: str) -> Rule:
                 merge_slashes=False)
 
 
-url_map = Map(
-    [
-        # -- server ------------------------------------------------------------------------
-        _r("/", "root.welcome", GET, HEAD),
-        _r("/_up", "root.up", GET, HEAD),
-        _r("/_all_dbs", "root.all_dbs", GET, HEAD),
-        _r("/_dbs_info", "root.dbs_info", GET, HEAD, POST),
-        _r("/_uuids", "root.uuids", GET, HEAD),
-        # -- database ----------------------------------------------------------------------
-        _r("/<db>", "databases.db", GET, HEAD, PUT, POST, DELETE),
-        _r("/<db>/_all_docs", "all_docs.all_docs", GET, HEAD, POST),
-        _r("/<db>/_all_docs/queries", "all_docs.all_docs_queries", POST),
-        _r("/<db>/_design_docs", "all_docs.design_docs", GET, HEAD, POST),
-        _r("/<db>/_design_docs/queries", "all_docs.design_docs_queries", POST),
-        _r("/<db>/_local_docs", "all_docs.local_docs", GET, HEAD, POST),
-        _r("/<db>/_local_docs/queries", "all_docs.local_docs_queries", POST),
-        _r("/<db>/_bulk_docs", "bulk.bulk_docs", POST),
-        _r("/<db>/_bulk_get", "bulk.bulk_get", POST),
-        _r("/<db>/_revs_diff", "bulk.revs_diff", POST),
-        _r("/<db>/_missing_revs", "bulk.missing_revs", POST),
-        _r("/<db>/_revs_limit", "databases.revs_limit", GET, HEAD, PUT),
-        _r("/<db>/_security", "databases.security", GET, HEAD, PUT),
-        _r("/<db>/_compact", "databases.compact", POST),
-        _r("/<db>/_purge", "databases.purge", POST),
-        _r("/<db>/_ensure_full_commit", "databases.ensure_full_commit", POST),
-        # -- documents ---------------------------------------------------------------------
-        _r("/<db>/_local/<docid>", "documents.local_doc", GET, HEAD, PUT, DELETE, COPY),
-        _r("/<db>/_design/<docid>", "documents.design_doc", GET, HEAD, PUT, DELETE, COPY),
-        _r("/<db>/<docid>", "documents.doc", GET, HEAD, PUT, POST, DELETE, COPY),
-    ]
-)
+RULES = [
+    # -- server ------------------------------------------------------------------------
+    _r("/", "root.welcome", GET, HEAD),
+    _r("/_up", "root.up", GET, HEAD),
+    _r("/_all_dbs", "root.all_dbs", GET, HEAD),
+    _r("/_dbs_info", "root.dbs_info", GET, HEAD, POST),
+    _r("/_uuids", "root.uuids", GET, HEAD),
+    # -- database ----------------------------------------------------------------------
+    _r("/<db>", "databases.db", GET, HEAD, PUT, POST, DELETE),
+    _r("/<db>/_all_docs", "all_docs.all_docs", GET, HEAD, POST),
+    _r("/<db>/_all_docs/queries", "all_docs.all_docs_queries", POST),
+    _r("/<db>/_design_docs", "all_docs.design_docs", GET, HEAD, POST),
+    _r("/<db>/_design_docs/queries", "all_docs.design_docs_queries", POST),
+    _r("/<db>/_local_docs", "all_docs.local_docs", GET, HEAD, POST),
+    _r("/<db>/_local_docs/queries", "all_docs.local_docs_queries", POST),
+    _r("/<db>/_bulk_docs", "bulk.bulk_docs", POST),
+    _r("/<db>/_bulk_get", "bulk.bulk_get", POST),
+    _r("/<db>/_revs_diff", "bulk.revs_diff", POST),
+    _r("/<db>/_missing_revs", "bulk.missing_revs", POST),
+    _r("/<db>/_revs_limit", "databases.revs_limit", GET, HEAD, PUT),
+    _r("/<db>/_security", "databases.security", GET, HEAD, PUT),
+    _r("/<db>/_compact", "databases.compact", POST),
+    _r("/<db>/_purge", "databases.purge", POST),
+    _r("/<db>/_ensure_full_commit", "databases.ensure_full_commit", POST),
+    # -- documents ---------------------------------------------------------------------
+    _r("/<db>/_local/<docid>", "documents.local_doc", GET, HEAD, PUT, DELETE, COPY),
+    _r("/<db>/_design/<docid>", "documents.design_doc", GET, HEAD, PUT, DELETE, COPY),
+    _r("/<db>/<docid>", "documents.doc", GET, HEAD, PUT, POST, DELETE, COPY),
+]
+
+# The rules whose path names a database or document by a variable; any other rule names a
+# reserved resource (`/_all_dbs`, `/{db}/_bulk_docs`, ...), which must answer 405 for a method it
+# does not take instead of falling through to "a database (or document) called `_bulk_docs`".
+CATCH_ALL = frozenset({"databases.db", "documents.doc"})
+
+url_map = Map(RULES)
+reserved_map = Map([Rule(r.rule, endpoint=r.endpoint, methods=list(r.methods or ()),
+                         strict_slashes=False, merge_slashes=False)
+                    for r in RULES if r.endpoint not in CATCH_ALL])

@@ -145,21 +145,13 @@ def test_unknown_paths_are_a_json_404(client: Any, path: str) -> None:
     assert (status, error) == (404, "not_found")
 
 
-FALLS_THROUGH = pytest.mark.xfail(strict=True, reason=(
-    "server/routes.py: a reserved path asked with a method its rule lacks falls through to the "
-    "catch-all `/<db>` or `/<db>/<docid>` rule and answers 400 illegal_database_name or "
-    "illegal_docid, where CouchDB answers 405 method_not_allowed; and for a method no rule "
-    "takes, werkzeug's 405 adds the catch-all's methods (PATCH /db/_all_docs: 'Only COPY,DELETE,"
-    "GET,HEAD,POST,PUT allowed', and an Allow header that offers PUT)"))
-
-
 @pytest.mark.parametrize("method,path,allowed", [
     ("PATCH", "/{db}", "DELETE,GET,HEAD,POST,PUT"),
     ("DELETE", "/", "GET,HEAD"),
-    pytest.param("PATCH", "/{db}/_all_docs", "GET,HEAD,POST", marks=FALLS_THROUGH),
-    pytest.param("PUT", "/_all_dbs", "GET,HEAD", marks=FALLS_THROUGH),
-    pytest.param("GET", "/{db}/_bulk_docs", "POST", marks=FALLS_THROUGH),
-    pytest.param("DELETE", "/{db}/_all_docs", "GET,HEAD,POST", marks=FALLS_THROUGH),
+    ("PATCH", "/{db}/_all_docs", "GET,HEAD,POST"),
+    ("PUT", "/_all_dbs", "GET,HEAD"),
+    ("GET", "/{db}/_bulk_docs", "POST"),
+    ("DELETE", "/{db}/_all_docs", "GET,HEAD,POST"),
 ])
 def test_method_not_allowed_names_the_allowed_methods(client: Any, fresh_db: str, method: str,
                                                       path: str, allowed: str) -> None:
