@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from werkzeug.wrappers import Response
 
 from ...store import catalog, local, reads, revtree
 from ...store.render import doc_bytes
 from ...store.serialize import dumps
 from ..errors import BadRequest, QueryParseError
-from ..params import RangeQuery, is_set, range_query
+from ..params import RangeQuery, is_set, json_value, range_query
 from ..wrappers import SetteeRequest, json_response
 
 if TYPE_CHECKING:
     from ...store.engine import Tx
-
     from ..app import Settee
 
 DESIGN = "_design/"
@@ -52,18 +52,29 @@ def local_docs_queries(app: Settee, request: SetteeRequest, db: str) -> Response
 
 
 def _queries(app: Settee, request: SetteeRequest, run: Any) -> Response:
-    body = request.json_object(require_type=True)
+    """Each query's parameters override the query string's, as CouchDB's `multi_all_docs_view`."""
+    body = request.json_object()
     queries = body.get("queries")
-    if not isinstance(queries, list) or not all(isinstance(q, dict) for q in queries):
+    if queries is None:
+        raise BadRequest("POST body must include `queries` parameter.")
+    if not isinstance(queries, list):
+        raise BadRequest("`queries` member must be an array.")
+    if not all(isinstance(q, dict) for q in queries):
         raise BadRequest("`queries` member must be an array of objects")
-    results = [run(range_query(q, from_body=True)) for q in queries]
+    base = range_query_args(request.args)
+    parsed = [range_query({**base, **q}, from_body=True) for q in queries]
+    results = [run(q) for q in parsed]
     return json_response(b'{"results":[' + b",".join(results) + b"]}")
 
 
 def _query(request: SetteeRequest) -> RangeQuery:
     if request.method != "POST":
+        if "keys" in request.args and not isinstance(json_value(request.args, "keys"), list):
+            raise BadRequest("`keys` parameter must be an array.")
         return range_query(request.args)
-    body = request.json_object()
+    body = request.json_object(require_type=True)
+    if "keys" in body and not isinstance(body["keys"], list):
+        raise BadRequest("`keys` body member must be an array.")
     merged: dict[str, Any] = {}
     merged.update(range_query_args(request.args))
     merged.update(body)
@@ -113,7 +124,6 @@ def _row_doc(conn: Tx, app: Settee, dbid: int, rows: list[reads.Row],
             continue
         extra: list[tuple[str, Any]] = []
         if conflicts:
-            import orjson
             found = revtree.conflicts(revtree.from_json(orjson.loads(row.tree_json)))
             if found:
                 extra.append(("_conflicts", found))
@@ -123,6 +133,9 @@ def _row_doc(conn: Tx, app: Settee, dbid: int, rows: list[reads.Row],
 
 
 def _answer(app: Settee, db: str, query: RangeQuery, prefix: str | None) -> bytes:
+    """One view-shaped response. With `keys`, CouchDB reports `offset` and `update_seq` as null
+    (`fabric_view_all_docs`); otherwise `offset` is the rows before the range plus `skip`,
+    capped at `total_rows`."""
     with app.store.engine.transaction() as conn:
         info = catalog.db_info(conn, db)
         dbid = reads.db_id(conn, db)
@@ -130,9 +143,11 @@ def _answer(app: Settee, db: str, query: RangeQuery, prefix: str | None) -> byte
             total = info.doc_count
         else:
             total = reads.count_range(conn, dbid, prefix, None)
+        offset: int | None
+        update_seq: int | None
         if is_set(query.keys):
             rows_json = _keyed_rows(conn, app, dbid, query, prefix)
-            offset: int | None = 0
+            offset, update_seq = None, None
         else:
             start, end = _bounds(query)
             rows = reads.id_range(conn, dbid, start=start, end=end,
@@ -140,12 +155,13 @@ def _answer(app: Settee, db: str, query: RangeQuery, prefix: str | None) -> byte
                                   limit=query.limit, skip=query.skip, prefix=prefix)
             docs = _row_doc(conn, app, dbid, rows, query.conflicts) if query.include_docs else {}
             rows_json = [_row_bytes(r, docs, query.include_docs) for r in rows]
-            offset = query.skip + (reads.count_range(conn, dbid, prefix, None, before=start,
-                                                     descending=query.descending)
-                                   if start is not None else 0)
+            before = (reads.count_range(conn, dbid, prefix, None, before=start,
+                                        descending=query.descending)
+                      if start is not None else 0)
+            offset, update_seq = min(total, before + query.skip), info.update_seq
     head = b'{"total_rows":' + dumps(total) + b',"offset":' + dumps(offset)
     if query.update_seq:
-        head += b',"update_seq":' + dumps(info.update_seq)
+        head += b',"update_seq":' + dumps(update_seq)
     return head + b',"rows":[' + b",".join(rows_json) + b"]}"
 
 
@@ -159,31 +175,34 @@ def _row_bytes(row: reads.Row, docs: dict[str, bytes], include_docs: bool) -> by
 
 def _keyed_rows(conn: Tx, app: Settee, dbid: int, query: RangeQuery,
                 prefix: str | None) -> list[bytes]:
+    """Rows for `keys`, in the order given (reversed if descending), after `skip` and `limit`;
+    keys outside the namespace are dropped, as CouchDB's `filter_keys_by_namespace`."""
     keys = list(query.keys)
     if query.descending:
         keys.reverse()
-    ids = [k for k in keys if isinstance(k, str)]
-    infos = reads.doc_infos(conn, dbid, ids)
+    keys = keys[query.skip:]
+    if query.limit is not None:
+        keys = keys[:query.limit]
+    if prefix is not None:
+        keys = [k for k in keys if isinstance(k, str) and k.startswith(prefix)]
+    infos = reads.doc_infos(conn, dbid, [k for k in keys if isinstance(k, str)])
+    with_tree = query.include_docs and query.conflicts
     rows_by_id = {
-        doc_id: reads.Row(doc_id, info.winner, info.deleted, info.seq, "")
+        doc_id: reads.Row(doc_id, info.winner, info.deleted, info.seq,
+                          _tree_json(info) if with_tree else "")
         for doc_id, info in infos.items()
-        if prefix is None or doc_id.startswith(prefix)
     }
     docs: dict[str, bytes] = {}
     if query.include_docs:
         live = [r for r in rows_by_id.values() if not r.deleted]
-        for r in live:
-            r.tree_json = _tree_json(infos[r.id])
         docs = _row_doc(conn, app, dbid, live, query.conflicts)
     out = []
-    for key in keys[query.skip:]:
+    for key in keys:
         row = rows_by_id.get(key) if isinstance(key, str) else None
         if row is None:
             out.append(b'{"key":' + dumps(key) + b',"error":"not_found"}')
         else:
             out.append(_row_bytes(row, docs, query.include_docs))
-        if query.limit is not None and len(out) >= query.limit:
-            break
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Response
@@ -12,6 +13,7 @@ from ...store.render import doc_bytes
 from ...store.revisions import InvalidRev, parse_rev
 from ...store.serialize import dumps
 from ...store.validate import validate_doc_id
+from ...store.writes import Edit
 from ..docview import meta_members
 from ..errors import BadRequest, DocumentTooLarge, ExpectationFailed, RequestTooLarge, error_parts
 from ..params import DocQuery, boolean
@@ -22,25 +24,31 @@ if TYPE_CHECKING:
     from ..app import Settee
 
 
-def _docs_list(app: Settee, body: dict[str, Any], member: str, message: str) -> list[Any]:
+def _docs_list(app: Settee, body: dict[str, Any], member: str, missing: str,
+               not_list: str | None = None) -> list[Any]:
     docs = body.get(member)
+    if docs is None:
+        raise BadRequest(missing)
     if not isinstance(docs, list):
-        raise BadRequest(message)
+        raise BadRequest(not_list or missing)
     if len(docs) > app.settings.max_bulk_docs:
         raise RequestTooLarge("Exceeded maximum number of documents.")
     return docs
 
 
 def bulk_docs(app: Settee, request: SetteeRequest, db: str) -> Response:
-    """`POST /{db}/_bulk_docs`: per-document results; `new_edits=false` lists only failures."""
+    """`POST /{db}/_bulk_docs`: per-document results in input order; `new_edits=false` lists
+    only failures. Every document is validated before anything is written."""
     body = request.json_object(require_type=True)
-    docs = _docs_list(app, body, "docs", "POST body must include `docs` parameter.")
+    docs = _docs_list(app, body, "docs", "POST body must include `docs` parameter.",
+                      "`docs` parameter must be an array.")
     new_edits = body.get("new_edits", True)
     if not isinstance(new_edits, bool):
         raise BadRequest("`new_edits` parameter must be a boolean.")
     if body.get("all_or_nothing") is True:
         raise ExpectationFailed("all_or_nothing is not supported")
-    edits, local_docs = [], []
+    # One slot per input doc, in order: an `Edit` for the rev-tree store, or a `_local/` doc.
+    slots: list[Edit | tuple[str, dict[str, Any]]] = []
     for doc in docs:
         if not isinstance(doc, dict):
             raise BadRequest("Document must be a JSON object")
@@ -52,29 +60,35 @@ def bulk_docs(app: Settee, request: SetteeRequest, db: str) -> Response:
             from .documents import AttachmentsUnsupported
             raise AttachmentsUnsupported()
         if doc_id.startswith("_local/"):
-            local_docs.append((doc_id, doc))
+            slots.append((doc_id, doc))
             continue
         edit = make_edit(doc_id, doc, new_edits=new_edits)
         if len(edit.body) > app.settings.max_document_size:
             raise DocumentTooLarge(doc_id)
-        edits.append(edit)
-    results = app.store.db(db).write(edits, new_edits=new_edits) if edits else []
+        slots.append(edit)
+    database = app.store.db(db)
+    edits = [slot for slot in slots if isinstance(slot, Edit)]
+    if edits:
+        written = iter(database.write(edits, new_edits=new_edits))
+    else:
+        app.store.db_info(db)  # a missing database is a 404 even for an empty batch
+        written = iter(())
     out: list[dict[str, Any]] = []
-    for result in results:
-        if result.error is None:
-            if new_edits:
-                out.append({"ok": True, "id": result.id, "rev": result.rev})
+    for slot in slots:
+        if isinstance(slot, Edit):
+            result = next(written)
+            doc_id, rev, failure = result.id, result.rev, result.error
         else:
-            _, error, reason = error_parts(result.error)
-            out.append({"id": result.id, "error": error, "reason": reason})
-    for doc_id, doc in local_docs:
-        try:
-            rev = app.store.db(db).local_put(doc_id[len("_local/"):], doc)
-            if new_edits:
-                out.append({"ok": True, "id": doc_id, "rev": rev})
-        except StoreError as exc:
-            _, error, reason = error_parts(exc)
+            doc_id, doc = slot
+            try:
+                rev, failure = database.local_put(doc_id[len("_local/"):], doc), None
+            except StoreError as exc:
+                rev, failure = None, exc
+        if failure is not None:
+            _, error, reason = error_parts(failure)
             out.append({"id": doc_id, "error": error, "reason": reason})
+        elif new_edits:
+            out.append({"ok": True, "id": doc_id, "rev": rev})
     return json_response(out, 201)
 
 
@@ -88,65 +102,83 @@ def bulk_get(app: Settee, request: SetteeRequest, db: str) -> Response:
         dbid = reads.db_id(conn, db)
         infos = reads.doc_infos(conn, dbid, ids)
         plan = [_plan(w, infos, query.latest) for w in wanted]
-        pairs = [(doc_id, rev) for doc_id, revs, _ in plan if doc_id is not None
-                 for rev in revs]
+        pairs = [(step.doc_id, rev) for step in plan if step.doc_id is not None
+                 for rev in step.revs]
         packed = reads.bodies_for(conn, dbid, pairs)
     results = []
-    for doc_id, revs, error in plan:
+    for step in plan:
         entries: list[bytes] = []
-        if error is not None:
-            entries.append(error)
-        for rev in revs:
+        if step.error is not None:
+            entries.append(b'{"error":' + dumps(step.error) + b"}")
+        doc_id = step.doc_id
+        for rev in step.revs:
             info = infos.get(doc_id) if doc_id is not None else None
             data = packed.get((doc_id, rev)) if doc_id is not None else None
-            if info is None or data is None:
+            if doc_id is None or info is None or data is None:
                 entries.append(_missing(doc_id, rev))
                 continue
             doc = doc_bytes(doc_id, rev, app.store.layer.body_of(data),
                             deleted=info.tree[rev][1],
                             extra=meta_members(info, rev, query))
             entries.append(b'{"ok":' + doc + b"}")
-        results.append(b'{"id":' + dumps(doc_id) + b',"docs":[' + b",".join(entries) + b"]}")
+        results.append(b'{"id":' + dumps(step.shown_id) + b',"docs":[' + b",".join(entries)
+                       + b"]}")
     return json_response(b'{"results":[' + b",".join(results) + b"]}")
 
 
 def _missing(doc_id: str | None, rev: str | None) -> bytes:
-    return b'{"error":' + dumps({"id": doc_id, "rev": rev, "error": "not_found",
-                                  "reason": "missing"}) + b"}"
+    return b'{"error":' + dumps(_error(doc_id, rev, "not_found", "missing")) + b"}"
 
 
-def _plan(entry: Any, infos: dict[str, reads.DocInfo], latest: bool
-          ) -> tuple[str | None, list[str], bytes | None]:
-    """(doc id, revs to return, an error entry) for one `_bulk_get` request entry."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
-        doc_id = entry.get("id") if isinstance(entry, dict) else None
-        err = {"id": doc_id, "rev": None, "error": "illegal_docid",
-               "reason": "Document id must be a string"}
-        return None, [], b'{"error":' + dumps(err) + b"}"
+def _error(doc_id: Any, rev: Any, error: str, reason: str) -> dict[str, Any]:
+    return {"id": doc_id, "rev": rev, "error": error, "reason": reason}
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """What to answer for one `_bulk_get` entry: the id to show, the doc to read (None when
+    the entry is invalid), the revs to return, and an error entry if the request was bad."""
+
+    shown_id: Any
+    doc_id: str | None
+    revs: list[str]
+    error: dict[str, Any] | None = None
+
+
+def _plan(entry: Any, infos: dict[str, reads.DocInfo], latest: bool) -> _Step:
+    """The step for one entry, with the errors of CouchDB's `bulk_get_parse_arg`."""
+    if not isinstance(entry, dict):
+        return _Step(None, None, [], _error(None, None, "bad_request",
+                                             "document must be a JSON object"))
+    if "id" not in entry or entry["id"] is None:
+        return _Step(None, None, [], _error(None, None, "bad_request", "document id missed"))
     doc_id, rev = entry["id"], entry.get("rev")
+    try:
+        validate_doc_id(doc_id)
+    except StoreError as exc:
+        _, error, reason = error_parts(exc)
+        return _Step(doc_id, None, [], _error(doc_id, None, error, reason))
     info = infos.get(doc_id)
     if rev is None:
         if info is None:
-            return doc_id, [], _missing(doc_id, "undefined")
-        return doc_id, revtree.leaves(info.tree), None
-    if not isinstance(rev, str):
-        return doc_id, [], _missing(doc_id, None)
+            return _Step(doc_id, doc_id, [], _error(doc_id, "undefined", "not_found", "missing"))
+        return _Step(doc_id, doc_id, revtree.leaves(info.tree))
     try:
         parse_rev(rev)
     except InvalidRev:
-        err = {"id": doc_id, "rev": rev, "error": "bad_request", "reason": "Invalid rev format"}
-        return doc_id, [], b'{"error":' + dumps(err) + b"}"
+        return _Step(doc_id, None, [], _error(doc_id, rev, "bad_request", "Invalid rev format"))
     if latest and info is not None and rev in info.tree:
         below = set(revtree.descendant_leaves(info.tree, rev))
-        return doc_id, [leaf for leaf in revtree.leaves(info.tree) if leaf in below], None
-    return doc_id, [rev], None
+        return _Step(doc_id, doc_id, [leaf for leaf in revtree.leaves(info.tree)
+                                      if leaf in below])
+    return _Step(doc_id, doc_id, [rev])
 
 
 def _rev_map(app: Settee, request: SetteeRequest) -> dict[str, list[str]]:
     body = request.json_object(require_type=True)
     if len(body) > app.settings.max_bulk_docs:
         raise RequestTooLarge("Exceeded maximum number of documents.")
-    for doc_id, revs in body.items():
+    for revs in body.values():
         if not isinstance(revs, list) or not all(isinstance(r, str) for r in revs):
             raise BadRequest("Revisions must be a list of strings")
         for rev in revs:
