@@ -62,8 +62,9 @@ class Database:
     def write(self, edits: Sequence[Edit], *, new_edits: bool = True) -> list[WriteResult]:
         """Apply edits in one transaction; one result per edit, in order."""
         layer = self.store.layer
-        return self.store.engine.run(
-            lambda conn: write_edits(conn, self.name, edits, new_edits=new_edits, layer=layer)
+        return self.store.commits.submit(
+            self.name,
+            lambda conn: write_edits(conn, self.name, edits, new_edits=new_edits, layer=layer),
         )
 
     def save(self, doc_id: str, doc: dict[str, Any]) -> str:

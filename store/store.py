@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import catalog, maintenance
+from .commits import CommitQueue
 from .documents import Database
 from .engine import Engine
 from .errors import DbNotFound
@@ -43,6 +44,7 @@ class Store:
             pool_size=config.pool_size,
         )
         self.layer: Layer = build_stack(config.compress_threshold, config.timestamps)
+        self.commits = CommitQueue(self.engine)
         self._uuid: str | None = None
         self._ready_pid = 0
 

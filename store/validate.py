@@ -38,6 +38,8 @@ def validate_doc_id(doc_id: Any, *, allow_local: bool = True) -> str:
         raise IllegalDocId("Document id must not be empty")
     if "\x00" in doc_id:
         raise IllegalDocId("Document id must not contain the NUL character")
+    if doc_id in ("_design/", "_local/"):
+        raise IllegalDocId(f"Illegal document id `{doc_id}`")
     if doc_id.startswith("_"):
         if doc_id.startswith("_design/") and len(doc_id) > len("_design/"):
             return doc_id
