@@ -92,7 +92,7 @@ class Database:
 
     def open(self, doc_id: str) -> tuple[reads.DocInfo | None, bytes | None]:
         """The doc's tree and state and its winning body as JSON bytes (or None, None)."""
-        with self.store.engine.transaction() as conn:
+        with self.store.engine.transaction(snapshot=False) as conn:
             info, packed = reads.doc_with_winner(conn, self.name, doc_id)
         body = self.store.layer.body_of(packed) if packed is not None else None
         return info, body

@@ -102,6 +102,7 @@ class Engine:
             pool_size=self.pool_size,
             max_overflow=self.pool_size * 4,
             connect_args={"check_same_thread": False, "timeout": self.busy_timeout_ms / 1000},
+            pool_reset_on_return=None,  # every transaction ends in our COMMIT or ROLLBACK
         )
         synchronous, busy = self.synchronous, self.busy_timeout_ms
 
@@ -140,12 +141,14 @@ class Engine:
         return getattr(self._local, "tx", None)
 
     @contextmanager
-    def transaction(self, write: bool = False) -> Iterator[Tx]:
+    def transaction(self, write: bool = False, snapshot: bool = True) -> Iterator[Tx]:
         """Open a transaction, or join the one already open on this thread.
 
         Runs on the pooled driver connection directly (SQLAlchemy's Connection costs more than
         the query on the hottest paths). A write transaction cannot be opened inside a read one
         (SQLite would fail at once with SQLITE_BUSY_SNAPSHOT); that is a programming error.
+        A read of one statement needs no snapshot of its own (`snapshot=False`): on SQLite it then
+        runs without BEGIN/COMMIT, two statements fewer on the hottest path.
         """
         outer = self.current
         if outer is not None:
@@ -157,8 +160,12 @@ class Engine:
             raw = self.sa.raw_connection()
             tx = Tx(raw, self.dialect, write)
             self._local.tx = tx
+            bare = self.is_sqlite and not write and not snapshot
             try:
                 with _translated():
+                    if bare:
+                        yield tx
+                        return
                     if self.is_sqlite:
                         cur = raw.cursor()
                         cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
