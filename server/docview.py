@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Response
@@ -47,19 +48,36 @@ def meta_members(info: DocInfo, rev: str, query: DocQuery,
     return extra
 
 
-def render_doc(app: Settee, db: str, docid: str, query: DocQuery) -> tuple[bytes, str]:
-    """The JSON bytes of the requested revision of a document, and that rev."""
+# Members that make a GET "meta": CouchDB sends no ETag when one of them is in the answer.
+# `_revisions` is not among them (`couch_doc:to_json_revisions/3` is outside `#doc.meta`).
+META_MEMBERS = frozenset({"_revs_info", "_conflicts", "_deleted_conflicts", "_local_seq"})
+
+
+@dataclass(frozen=True)
+class RenderedDoc:
+    """One revision of a document as JSON bytes, the rev it is, and whether it carries meta."""
+
+    data: bytes
+    rev: str
+    has_meta: bool
+
+
+def render_doc(app: Settee, db: str, docid: str, query: DocQuery) -> RenderedDoc:
+    """The JSON of the requested revision of a document.
+
+    `latest=true` with a plain `rev` opens the winning revision, as CouchDB 3.x does
+    (`chttpd_db:db_doc_req/3` drops the rev); a deleted winner is then 404 `deleted`.
+    """
     database = app.store.db(db)
     info, body = database.open(docid)
     if info is None:
         raise NotFound("missing")
-    rev = query.rev or info.winner
-    if query.rev is None and info.deleted:
+    wanted = None if query.latest else query.rev
+    rev = wanted or info.winner
+    if wanted is None and info.deleted:
         raise NotFound("deleted")
-    if query.rev is not None and query.rev not in info.tree:
+    if wanted is not None and wanted not in info.tree:
         raise NotFound("missing")
-    if query.latest and query.rev is not None:
-        rev = _latest(info.tree, rev)[0]
     available: set[str] | None = None
     if rev != info.winner or query.revs_info:
         _, bodies = database.revisions(docid, None if query.revs_info else [rev])
@@ -69,7 +87,8 @@ def render_doc(app: Settee, db: str, docid: str, query: DocQuery) -> tuple[bytes
         raise NotFound("missing")
     deleted = info.tree[rev][1]
     extra = meta_members(info, rev, query, available)
-    return doc_bytes(docid, rev, body, deleted=deleted, extra=extra), rev
+    has_meta = any(name in META_MEMBERS for name, _ in extra)
+    return RenderedDoc(doc_bytes(docid, rev, body, deleted=deleted, extra=extra), rev, has_meta)
 
 
 def open_revs_response(app: Settee, request: SetteeRequest, db: str, docid: str,
@@ -100,9 +119,17 @@ def open_revs_response(app: Settee, request: SetteeRequest, db: str, docid: str,
         doc = doc_bytes(docid, rev, bodies[rev], deleted=info.tree[rev][1],
                         extra=meta_members(info, rev, plain))
         parts.append(b'{"ok":' + doc + b"}")
-    if "multipart/mixed" in request.headers.get("Accept", ""):
+    if accepts_multipart(request):
         return _multipart(parts)
     return json_response(b"[" + b",".join(parts) + b"]")
+
+
+def accepts_multipart(request: SetteeRequest) -> bool:
+    """Whether the client takes `multipart/mixed`: CouchDB (mochiweb) reads a missing `Accept`
+    as `*/*`, so only an `Accept` that leaves it out (e.g. `application/json`) gets JSON."""
+    if not request.headers.get("Accept"):
+        return True
+    return request.accept_mimetypes["multipart/mixed"] > 0
 
 
 def _multipart(parts: list[bytes]) -> Response:

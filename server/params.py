@@ -127,12 +127,6 @@ class DocQuery:
     latest: bool = False
     open_revs: Any = _UNSET
 
-    @property
-    def has_meta(self) -> bool:
-        """Whether any meta member is asked for (then no ETag, as CouchDB)."""
-        return (self.revs_info or self.conflicts or self.deleted_conflicts or self.local_seq
-                or is_set(self.open_revs))
-
 
 def doc_query(args: Args) -> DocQuery:
     """Parse a document GET's parameters (`meta=true` is conflicts + deleted + revs_info)."""

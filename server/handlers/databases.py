@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 
 from ...store import maintenance
 from ...store.validate import validate_db_name
-from ..errors import BadRequest, QueryParseError
+from ..errors import BadContentType, BadRequest, QueryParseError
 from ..wrappers import SetteeRequest, json_response, location
 
 if TYPE_CHECKING:
@@ -91,7 +91,6 @@ def _set(conn: Any, db: str, column: str, value: Any) -> None:
 def compact(app: Settee, request: SetteeRequest, db: str) -> Response:
     """`POST /{db}/_compact`: drop non-leaf bodies and stem trees (done before answering)."""
     if request.mimetype != "application/json":
-        from ..errors import BadContentType
         raise BadContentType()
     app.store.compact(db)
     return json_response({"ok": True}, 202)
@@ -99,6 +98,8 @@ def compact(app: Settee, request: SetteeRequest, db: str) -> Response:
 
 def ensure_full_commit(app: Settee, request: SetteeRequest, db: str) -> Response:
     """`POST /{db}/_ensure_full_commit`: every 201 is already durable; kept for replicators."""
+    if request.mimetype != "application/json":
+        raise BadContentType()
     app.store.db_info(db)
     return json_response({"ok": True, "instance_start_time": "0"}, 201)
 
@@ -106,7 +107,7 @@ def ensure_full_commit(app: Settee, request: SetteeRequest, db: str) -> Response
 def purge(app: Settee, request: SetteeRequest, db: str) -> Response:
     """`POST /{db}/_purge`: forget leaf revisions entirely."""
     body = request.json_object(require_type=True)
-    for doc_id, revs in body.items():
+    for revs in body.values():
         if not isinstance(revs, list) or not all(isinstance(r, str) for r in revs):
             raise BadRequest("Purge request revs must be a list of strings")
     if len(body) > app.settings.max_bulk_docs:

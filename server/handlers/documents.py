@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from werkzeug.wrappers import Response
 
 from ...store import make_edit
 from ...store.errors import Conflict, NotFound
+from ...store.render import doc_bytes
 from ...store.revisions import parse_rev
+from ...store.serialize import canonical_body
 from ...store.validate import validate_doc_id
-from ..errors import BadContentType, BadRequest, DocumentTooLarge, HttpError
 from ..docview import open_revs_response, render_doc
+from ..errors import BadContentType, BadRequest, DocumentTooLarge, HttpError
 from ..params import boolean, doc_query, is_set
 from ..wrappers import SetteeRequest, json_response, location, quoted
 from .root import new_doc_id
@@ -29,9 +32,24 @@ class AttachmentsUnsupported(HttpError):
 
 
 def doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Response:
-    """`/{db}/{docid}`: dispatch on method; `_local/` ids go to the local-doc handler."""
-    if docid.startswith("_local/"):
+    """`/{db}/{docid}`: dispatch on method; `_local/` ids go to the local-doc handler.
+
+    A GET of `/{db}/_design%2Fx` is redirected (301) to `/{db}/_design/x`, as CouchDB does
+    (`chttpd_db:db_req/2`); other methods act on the design document directly.
+    """
+    if docid == "_local" or docid.startswith("_local/"):
         return local_doc(app, request, db, docid[len("_local/"):])
+    if docid.startswith("_design/") and request.method in ("GET", "HEAD"):
+        return _design_redirect(request, db, docid[len("_design/"):])
+    return _doc(app, request, db, docid)
+
+
+def design_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Response:
+    """`/{db}/_design/{ddoc}`: a document whose id carries the prefix."""
+    return _doc(app, request, db, "_design/" + docid)
+
+
+def _doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Response:
     validate_doc_id(docid, allow_local=False)
     if request.method in ("GET", "HEAD"):
         return get_doc(app, request, db, docid)
@@ -41,12 +59,19 @@ def doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Response:
         return delete_doc(app, request, db, docid)
     if request.method == "COPY":
         return copy_doc(app, request, db, docid)
-    raise BadContentType("Invalid Content-Type header for form upload")
+    # POST: CouchDB's HTML-form attachment upload (`chttpd_db:db_doc_req/3`)
+    if request.mimetype != "multipart/form-data":
+        raise BadContentType("Content-Type must be multipart/form-data")
+    raise AttachmentsUnsupported()
 
 
-def design_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Response:
-    """`/{db}/_design/{ddoc}`: a document whose id carries the prefix."""
-    return doc(app, request, db, "_design/" + docid)
+def _design_redirect(request: SetteeRequest, db: str, name: str) -> Response:
+    """301 to the unencoded-slash form of a design document's URL, query string kept."""
+    target = location(request, db) + "/_design/" + quote(name, safe="")
+    query = request.query_string.decode("latin-1")
+    if query:
+        target += "?" + query
+    return Response(b"", status=301, headers={"Location": target})
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -58,12 +83,12 @@ def get_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Respons
         return open_revs_response(app, request, db, docid, query)
     if query.rev is not None:
         parse_rev(query.rev)
-    data, rev = render_doc(app, db, docid, query)
-    if query.has_meta:
-        return json_response(data)
-    etag = quoted(rev)
+    found = render_doc(app, db, docid, query)
+    if found.has_meta:
+        return json_response(found.data)
+    etag = quoted(found.rev)
     request.if_none_match(etag)
-    return json_response(data, headers={"ETag": etag})
+    return json_response(found.data, headers={"ETag": etag})
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -81,27 +106,33 @@ def _doc_body(app: Settee, request: SetteeRequest, docid: str) -> dict[str, Any]
 
 
 def _rev_from(request: SetteeRequest, body: dict[str, Any] | None) -> str | None:
-    """The rev a write replaces: `?rev=`, `If-Match` or body `_rev`, which must agree."""
-    query_rev = request.args.get("rev")
-    header_rev = request.if_match_rev()
+    """The rev a write replaces: body `_rev`, `?rev=` or `If-Match`, which must agree.
+
+    As `chttpd_db:couch_doc_from_req/4`: the body is checked against the query string first,
+    then whichever of them was given against the `If-Match` header.
+    """
+    query_rev = request.args.get("rev") or None
+    header_rev = request.if_match_rev() or None
     body_rev = body.get("_rev") if body is not None else None
-    if query_rev and header_rev and query_rev != header_rev:
-        raise BadRequest("Document rev and etag have different values")
-    given = query_rev or header_rev
-    if given and body_rev is not None and body_rev != given:
+    if body_rev is not None and query_rev is not None and body_rev != query_rev:
         raise BadRequest("Document rev from request body and query string have different values")
-    rev = body_rev if body_rev is not None else given
+    explicit = body_rev if body_rev is not None else query_rev
+    if explicit is not None and header_rev is not None and explicit != header_rev:
+        raise BadRequest("Document rev and etag have different values")
+    rev = explicit if explicit is not None else header_rev
     if rev is not None and not isinstance(rev, str):
         raise BadRequest("Invalid rev format")
     return rev
 
 
-def _written(request: SetteeRequest, db: str, docid: str, rev: str, deleted: bool) -> Response:
-    if boolean(request.args, "batch") or request.args.get("batch") == "ok":
+def _written(request: SetteeRequest, db: str, docid: str, rev: str, deleted: bool, *,
+             with_location: bool = True) -> Response:
+    """CouchDB's answer to a write: 202 for `batch=ok`, 200 for a deletion, else 201."""
+    if request.args.get("batch") == "ok":
         return json_response({"ok": True, "id": docid}, 202)
     status = 200 if deleted else 201
     headers = {"ETag": quoted(rev)}
-    if not deleted:
+    if with_location:
         headers["Location"] = location(request, db, docid)
     return json_response({"ok": True, "id": docid, "rev": rev}, status, headers)
 
@@ -141,7 +172,9 @@ def post_doc(app: Settee, request: SetteeRequest, db: str) -> Response:
         raise DocumentTooLarge(docid)
     if docid.startswith("_local/"):
         rev = app.store.db(db).local_put(docid[len("_local/"):], body)
-        return json_response({"ok": True, "id": docid, "rev": rev}, 201)
+        return json_response({"ok": True, "id": docid, "rev": rev}, 201,
+                             {"ETag": _local_etag(docid, rev, canonical_body(body)),
+                              "Location": location(request, db, docid)})
     if body.get("_attachments"):
         raise AttachmentsUnsupported()
     new_rev = _save(app, db, docid, body, True)
@@ -149,18 +182,22 @@ def post_doc(app: Settee, request: SetteeRequest, db: str) -> Response:
 
 
 def delete_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Response:
-    """`DELETE /{db}/{docid}?rev=`: write a tombstone (200, not 201)."""
+    """`DELETE /{db}/{docid}?rev=`: write a tombstone (200, not 201).
+
+    CouchDB opens the winning revision first, so a deleted document is 404 `deleted` whatever
+    rev is named.
+    """
     info, _ = app.store.db(db).open(docid)
     if info is None:
         raise NotFound("missing")
-    rev = _rev_from(request, None)
-    if rev is None and info.deleted:
+    if info.deleted:
         raise NotFound("deleted")
+    rev = _rev_from(request, None)
     body: dict[str, Any] = {"_deleted": True}
     if rev is not None:
         body["_rev"] = rev
     new_rev = _save(app, db, docid, body, True)
-    return _written(request, db, docid, new_rev, True)
+    return _written(request, db, docid, new_rev, True, with_location=False)
 
 
 def copy_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Response:
@@ -179,7 +216,7 @@ def copy_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Respon
     query = doc_query(request.args)
     if query.rev is None and request.if_match_rev():
         query = doc_query({**request.args, "rev": request.if_match_rev()})
-    data, _ = render_doc(app, db, docid, query)
+    data = render_doc(app, db, docid, query).data
     from ..jsonbody import parse_json
     body = parse_json(data)
     body.pop("_id", None)
@@ -193,21 +230,33 @@ def copy_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Respon
 
 # -- local documents -------------------------------------------------------------------------
 
+def _local_etag(full_id: str, rev: str, body: bytes) -> str:
+    """A local document's ETag: a hash of id, rev and body (`couch_httpd:doc_etag/3`)."""
+    digest = hashlib.md5(full_id.encode("utf-8") + b"\x00" + rev.encode("ascii") + b"\x00" + body)
+    return quoted(digest.hexdigest())
+
+
 def local_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Response:
     """`/{db}/_local/{id}`: counter-rev documents that are never replicated."""
+    if not docid:  # `/{db}/_local`, `/{db}/_local/`, `/{db}/_local%2F`
+        raise BadRequest("Invalid _local document id.")
     full_id = "_local/" + docid
     store_db = app.store.db(db)
     if request.method in ("GET", "HEAD"):
         found = store_db.local_get(docid)
-        from ...store.render import doc_bytes
-        return json_response(doc_bytes(full_id, f"0-{found.rev}", found.body))
+        current = f"0-{found.rev}"
+        etag = _local_etag(full_id, current, found.body)
+        request.if_none_match(etag)
+        return json_response(doc_bytes(full_id, current, found.body), headers={"ETag": etag})
     if request.method == "PUT":
         body = _doc_body(app, request, full_id)
         rev = _rev_from(request, body)
         if rev is not None:
             body["_rev"] = rev
         new_rev = store_db.local_put(docid, body)
-        return json_response({"ok": True, "id": full_id, "rev": new_rev}, 201)
+        return json_response({"ok": True, "id": full_id, "rev": new_rev}, 201,
+                             {"ETag": _local_etag(full_id, new_rev, canonical_body(body)),
+                              "Location": location(request, db, full_id)})
     if request.method == "DELETE":
         store_db.local_delete(docid, _rev_from(request, None))
         return json_response({"ok": True, "id": full_id, "rev": "0-0"})

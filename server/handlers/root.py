@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Response
 
 from ..errors import BadRequest, QueryParseError
-from ..params import integer, is_set, range_query
+from ..params import is_set, range_query
 from ..wrappers import SetteeRequest, json_response
 from .databases import db_info_json
 
@@ -35,9 +35,9 @@ def welcome(app: Settee, request: SetteeRequest) -> Response:
 
 
 def up(app: Settee, request: SetteeRequest) -> Response:
-    """`GET /_up`: 200 when the store answers a trivial query."""
+    """`GET /_up`: 200 when the store answers a trivial query (`seeds` as a lone CouchDB node)."""
     app.store.exists("_users")
-    return json_response({"status": "ok"})
+    return json_response({"status": "ok", "seeds": {}})
 
 
 def _name_range(request: SetteeRequest) -> dict[str, Any]:
@@ -61,20 +61,26 @@ def all_dbs(app: Settee, request: SetteeRequest) -> Response:
 
 
 def dbs_info(app: Settee, request: SetteeRequest) -> Response:
-    """`GET /_dbs_info` (a range) or `POST /_dbs_info` with `{"keys": [...]}`."""
+    """`GET /_dbs_info` (a range) or `POST /_dbs_info` with `{"keys": [...]}`.
+
+    Reasons as `chttpd_misc:handle_dbs_info_req/1`; a key naming no database (or not a name
+    at all) gets `{"key": …, "error": "not_found"}` in its place.
+    """
+    names: list[Any]
     if request.method == "POST":
         body = request.json_object(require_type=True)
-        keys = body.get("keys")
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        if "keys" not in body:
             raise BadRequest("`keys` member must exist.")
-        if len(keys) > MAX_DBS_INFO_KEYS:
-            raise BadRequest(f"`keys` member must be less than or equal to {MAX_DBS_INFO_KEYS}")
-        names = keys
+        names = body["keys"]
+        if not isinstance(names, list):
+            raise BadRequest("`keys` member must be an array.")
+        if len(names) > MAX_DBS_INFO_KEYS:
+            raise BadRequest("too_many_keys")
     else:
         names = app.store.all_dbs(**_name_range(request))
     out: list[dict[str, Any]] = []
     for name in names:
-        if app.store.exists(name):
+        if isinstance(name, str) and app.store.exists(name):
             out.append({"key": name, "info": db_info_json(app, name)})
         else:
             out.append({"key": name, "error": "not_found"})
@@ -111,18 +117,29 @@ class _Uuids:
 UUIDS = _Uuids()
 
 
-def uuids(app: Settee, request: SetteeRequest) -> Response:
-    """`GET /_uuids?count=N`: fresh uuids, uncacheable."""
-    count = integer(request.args, "count", 1, minimum=1, message="count must be at least 1")
-    assert count is not None
-    if count > app.settings.uuids_max_count:
+def _uuid_count(request: SetteeRequest, maximum: int) -> int:
+    """`count` as `couch_httpd_misc_handlers:handle_uuids_req/1` reads it (0 is allowed)."""
+    raw = request.args.get("count", "1")
+    try:
+        count = int(raw)
+    except ValueError:
+        raise BadRequest("count must be a positive integer") from None
+    if count > maximum:
         raise BadRequest("count parameter too large")
-    values = UUIDS.take(count)
+    if count < 0:
+        raise BadRequest("count must be a positive integer")
+    return count
+
+
+def uuids(app: Settee, request: SetteeRequest) -> Response:
+    """`GET /_uuids?count=N`: fresh uuids, uncacheable (an ETag of the uuids, a past Expires)."""
+    values = UUIDS.take(_uuid_count(request, app.settings.uuids_max_count))
+    etag = hashlib.md5("".join(values).encode("ascii")).hexdigest()
     return json_response({"uuids": values}, headers={
         "Cache-Control": "must-revalidate, no-cache",
         "Pragma": "no-cache",
-        "Expires": "Fri, 01 Jan 1990 00:00:00 GMT",
-        "ETag": f'"{time.time_ns():x}"',
+        "Expires": "Mon, 01 Jan 1990 00:00:00 GMT",  # in the past on purpose, as CouchDB
+        "ETag": f'"{etag}"',
     })
 
 
