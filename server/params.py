@@ -42,16 +42,23 @@ def boolean(args: Args, name: str, default: bool = False) -> bool:
 
 def integer(args: Args, name: str, default: int | None = None, *, minimum: int = 0,
             message: str | None = None) -> int | None:
-    """A non-negative integer parameter."""
+    """An integer parameter at least `minimum`, with CouchDB's `parse_int`/`parse_pos_int` reasons.
+
+    A value from a query string is quoted in the reason; one from a POSTed JSON body is not.
+    """
     value = args.get(name, _UNSET)
     if value is _UNSET:
         return default
+    shown = f"\"{value}\"" if isinstance(value, str) else str(value)
     try:
-        number = value if isinstance(value, int) and not isinstance(value, bool) else int(value)
+        if isinstance(value, bool) or isinstance(value, float):
+            raise ValueError
+        number = value if isinstance(value, int) else int(value)
     except (TypeError, ValueError):
-        raise QueryParseError(f"Invalid integer parameter: \"{value}\"") from None
+        raise QueryParseError(f"Invalid value for integer: {shown}") from None
     if number < minimum or number > 2**53:
-        raise QueryParseError(message or f"Invalid value for `{name}`: \"{value}\"")
+        kind = "positive integer" if minimum >= 0 else "integer"
+        raise QueryParseError(message or f"Invalid value for {kind}: {shown}")
     return number
 
 
@@ -99,8 +106,8 @@ def range_query(args: Args, *, from_body: bool = False) -> RangeQuery:
         keys=json_value(args, "keys", from_body=from_body),
         inclusive_end=boolean(args, "inclusive_end", True),
         descending=boolean(args, "descending"),
-        limit=integer(args, "limit", message="`limit` must be a positive integer."),
-        skip=integer(args, "skip", 0, message="`skip` must be >= 0") or 0,
+        limit=integer(args, "limit"),
+        skip=integer(args, "skip", 0) or 0,
         include_docs=boolean(args, "include_docs"),
         conflicts=boolean(args, "conflicts"),
         update_seq=boolean(args, "update_seq"),

@@ -43,6 +43,8 @@ RULES = [
     _r("/<db>/_ensure_full_commit", "databases.ensure_full_commit", POST),
     # -- documents ---------------------------------------------------------------------
     _r("/<db>/_local/<docid>", "documents.local_doc", GET, HEAD, PUT, DELETE, COPY),
+    _r("/<db>/_local/<docid>/<path:rest>", "documents.local_attachment",
+       GET, HEAD, PUT, POST, DELETE, COPY),
     _r("/<db>/_design/<docid>", "documents.design_doc", GET, HEAD, PUT, DELETE, COPY),
     _r("/<db>/<docid>", "documents.doc", GET, HEAD, PUT, POST, DELETE, COPY),
 ]

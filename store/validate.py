@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .errors import BadRequest, DocValidation, IllegalDbName, IllegalDocId
+from .errors import DocValidation, IllegalDbName, IllegalDocId
 
 DB_NAME = re.compile(r"^[a-z][a-z0-9_$()+/-]*\Z")
 SYSTEM_DBS = frozenset({"_users", "_replicator", "_global_changes"})
@@ -57,7 +57,7 @@ def check_specials(doc: dict[str, Any]) -> None:
             raise DocValidation(f"Bad special document member: {key}")
     deleted = doc.get("_deleted", False)
     if not isinstance(deleted, bool):
-        raise BadRequest("_deleted must be a boolean")
+        raise DocValidation("Bad special document member: _deleted")
 
 
 def body_fields(doc: dict[str, Any]) -> dict[str, Any]:

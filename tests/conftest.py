@@ -126,6 +126,32 @@ class Client(TestApp):
         return self.do_request(req, status=status)
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_app(request: pytest.FixtureRequest,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One app per backend for a whole test module, for modules whose tests each work in their
+    own `fresh_db` (creating a PostgreSQL database per test is slow)."""
+    data_dir = str(tmp_path_factory.mktemp("data"))
+    pg_name = None
+    if request.param == "sqlite":
+        url = sqlite_url(data_dir)
+    else:
+        admin = request.getfixturevalue("pg_admin")
+        pg_name = _pg_database(admin)
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}"
+    application = create_app({"database_url": url, "data_dir": data_dir})
+    yield application
+    application.store.close()
+    if pg_name is not None:
+        _drop_pg_database(admin, pg_name)
+
+
+@pytest.fixture
+def module_client(module_app: Any) -> Client:
+    """A client of the module-wide app."""
+    return Client(module_app, extra_environ={"HTTP_HOST": "127.0.0.1:5984"})
+
+
 @pytest.fixture
 def app(store_url: str, tmp_path: Any) -> Iterator[Any]:
     """The WSGI app on each backend."""

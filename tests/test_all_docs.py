@@ -140,8 +140,6 @@ def test_bad_limit_is_a_400_query_parse_error(client: Any, docs_db: dict[str, An
         assert resp.json["error"] == "query_parse_error"
 
 
-@pytest.mark.xfail(strict=True, reason="server/params.py integer(): reasons differ from "
-                   "couch_mrview_http:parse_int/parse_pos_int")
 def test_bad_limit_reason_is_couchdbs(client: Any, docs_db: dict[str, Any]) -> None:
     for limit, reason in (("abc", 'Invalid value for integer: "abc"'),
                           ("-1", 'Invalid value for positive integer: "-1"')):

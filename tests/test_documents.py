@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BACKENDS, Client, _drop_pg_database, _pg_database
+from conftest import Client
 from settee.server import create_app
-from settee.store import sqlite_url
 
 # webtest's lint does not know COPY; CouchDB does.
 pytestmark = pytest.mark.filterwarnings("ignore:Unknown REQUEST_METHOD")
@@ -24,26 +23,6 @@ EMPTY_REV = "1-967a00dff5e02add41819138abb3284d"
 REV_A = "1-" + "a" * 32
 REV_B = "1-" + "b" * 32
 HOST = "http://127.0.0.1:5984"
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def module_app(request: pytest.FixtureRequest,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One app per backend for this module: every test here works inside its own `fresh_db`,
-    so the store (a PostgreSQL database each, which is slow to create) can be shared."""
-    data_dir = str(tmp_path_factory.mktemp("data"))
-    pg_name = None
-    if request.param == "sqlite":
-        url = sqlite_url(data_dir)
-    else:
-        admin = request.getfixturevalue("pg_admin")
-        pg_name = _pg_database(admin)
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}"
-    app = create_app({"database_url": url, "data_dir": data_dir})
-    yield app
-    app.store.close()
-    if pg_name is not None:
-        _drop_pg_database(admin, pg_name)
 
 
 @pytest.fixture
@@ -680,10 +659,6 @@ def test_unknown_special_member_is_400_doc_validation_and_nothing_is_written(
     assert client.get(f"/{fresh_db}/doc", status=404).json == ERRORS["missing"]
 
 
-@pytest.mark.xfail(strict=True, reason="store/validate.py check_specials raises BadRequest "
-                   "'_deleted must be a boolean'; CouchDB's couch_doc:transfer_fields/3 only "
-                   "takes a boolean `_deleted`, so any other value is 400 doc_validation "
-                   "'Bad special document member: _deleted'")
 def test_non_boolean_deleted_is_400_bad_special_member(client: Client, fresh_db: str) -> None:
     res = client.put_json(f"/{fresh_db}/doc", {"_deleted": "yes"}, status=400)
     assert res.json == {"error": "doc_validation",

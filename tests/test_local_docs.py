@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BACKENDS, Client, _drop_pg_database, _pg_database
-from settee.server import create_app
-from settee.store import sqlite_url
+from conftest import Client
 
 ERRORS: dict[str, dict[str, str]] = json.loads(
     (Path(__file__).parent / "data" / "errors.json").read_text())["errors"]
 HOST = "http://127.0.0.1:5984"
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def module_app(request: pytest.FixtureRequest,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One app per backend for this module: every test here works inside its own `fresh_db`,
-    so the store (a PostgreSQL database each, which is slow to create) can be shared."""
-    data_dir = str(tmp_path_factory.mktemp("data"))
-    pg_name = None
-    if request.param == "sqlite":
-        url = sqlite_url(data_dir)
-    else:
-        admin = request.getfixturevalue("pg_admin")
-        pg_name = _pg_database(admin)
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}"
-    app = create_app({"database_url": url, "data_dir": data_dir})
-    yield app
-    app.store.close()
-    if pg_name is not None:
-        _drop_pg_database(admin, pg_name)
 
 
 @pytest.fixture
@@ -154,10 +131,6 @@ def test_bare_local_prefix_is_400_invalid_local_document_id(client: Client,
         assert client.raw("GET", raw, status=400).json == ERRORS["bad_local_id"], raw
 
 
-@pytest.mark.xfail(strict=True, reason="server/routes.py has no rule for "
-                   "`/<db>/_local/<docid>/<more>`, so it is a 404 `missing`; CouchDB "
-                   "(chttpd_db:db_req/2) answers 400 '_local documents do not accept "
-                   "attachments.'")
 def test_local_doc_attachment_path_is_400(client: Client, fresh_db: str) -> None:
     res = client.raw("PUT", f"/{fresh_db}/_local/a/b", "{}", status=400)
     assert res.json == {"error": "bad_request",

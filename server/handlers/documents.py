@@ -263,3 +263,9 @@ def local_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Respo
     if request.method == "COPY":
         raise BadRequest("COPY of local documents is not supported")
     raise Conflict()
+
+
+def local_attachment(app: Settee, request: SetteeRequest, db: str, docid: str,
+                     rest: str) -> Response:
+    """`/{db}/_local/{id}/{anything}`: local documents have no attachments."""
+    raise BadRequest("_local documents do not accept attachments.")
