@@ -1,0 +1,1 @@
+"""settee.client: a Python client for settee and CouchDB over HTTP."""
