@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from importlib import import_module
 from typing import Any
@@ -15,11 +16,12 @@ from ..store import Store, StoreConfig
 from .errors import BadRequest, UriTooLong, error_response
 from .routes import reserved_map, url_map
 from .settings import Settings, resolve
-from .wrappers import SetteeRequest, raw_segments, routing_path, unslash
+from .wrappers import SEGMENT_SLASH, SetteeRequest, raw_segments, routing_path, unslash
 
 Handler = Callable[..., Response]
 log = logging.getLogger("settee")
 
+_STAND_IN = re.compile("\x01(\\d+)\x02")
 SERVER_HEADER = "settee/0.1.0 (CouchDB/3.4.2 compatible)"
 
 
@@ -37,6 +39,10 @@ class Settee:
         ))
         self.adapter: MapAdapter = url_map.bind("settee", "/")
         self.reserved: MapAdapter = reserved_map.bind("settee", "/")
+        self._static_words = frozenset(
+            part for rule in url_map.iter_rules() for part in rule.rule.split("/")
+            if part and "<" not in part)
+        self._plans: dict[tuple[str, tuple[str | None, ...]], tuple[str, tuple[tuple[str, str], ...]]] = {}
         self.handlers: dict[str, Handler] = {}
         for rule in url_map.iter_rules():
             module, _, name = rule.endpoint.partition(".")
@@ -65,17 +71,45 @@ class Settee:
         segments = raw_segments(environ)
         if segments is None:
             raise BadRequest("URL must be valid UTF-8 after percent-decoding")
-        path = routing_path(segments)
-        if any(s.startswith("_") for s in segments[:2]):
-            try:  # a reserved resource answers 405 for the wrong method, never "bad db name"
-                endpoint, args = self.reserved.match(path, request.method)
-            except NotFound:
-                endpoint, args = self.adapter.match(path, request.method)
-        else:
-            endpoint, args = self.adapter.match(path, request.method)
+        if any(SEGMENT_SLASH in segment for segment in segments):
+            raise BadRequest("URL must not contain the NUL character")
+        endpoint, args = self.match(segments, request.method)
         self.store.setup()
         handler = self.handlers[endpoint]
-        return handler(self, request, **{k: unslash(v) for k, v in args.items()})
+        return handler(self, request, **args)
+
+    def match(self, segments: list[str], method: str) -> tuple[str, dict[str, str]]:
+        """The endpoint and decoded arguments for a path, through the route table.
+
+        Matching depends only on the path's shape: which segments are empty, start with `_` or
+        are a fixed word of some rule (`queries`), and the others. So each shape is matched once through the
+        `Map` on a stand-in path, and the result says which segments fill which argument.
+        """
+        static = self._static_words
+        shape = tuple(s if not s or s[0] == "_" or s in static else None for s in segments)
+        key = (method, shape)
+        plan = self._plans.get(key)
+        if plan is None:
+            stand_in = [s if s is not None else f"\x01{i}\x02" for i, s in enumerate(shape)]
+            endpoint, args = self._match_path(routing_path(stand_in), method)
+            plan = (endpoint, tuple(args.items()))
+            if len(self._plans) > 4096:
+                self._plans.clear()  # shapes with literal `_x` segments are unbounded
+            self._plans[key] = plan
+        endpoint, template = plan
+        def fill(found: re.Match[str]) -> str:
+            return segments[int(found.group(1))].replace("/", SEGMENT_SLASH)
+
+        args = {name: unslash(_STAND_IN.sub(fill, value)) for name, value in template}
+        return endpoint, args
+
+    def _match_path(self, path: str, method: str) -> tuple[str, dict[str, str]]:
+        if path.startswith("/_") or path.partition("/")[2].partition("/")[2].startswith("_"):
+            try:  # a reserved resource answers 405 for the wrong method, never "bad db name"
+                return self.reserved.match(path, method)  # type: ignore[no-any-return]
+            except NotFound:
+                pass
+        return self.adapter.match(path, method)  # type: ignore[no-any-return]
 
 
 def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Settee:

@@ -135,8 +135,13 @@ class DocQuery:
     open_revs: Any = _UNSET
 
 
+_PLAIN_DOC_QUERY = DocQuery()
+
+
 def doc_query(args: Args) -> DocQuery:
     """Parse a document GET's parameters (`meta=true` is conflicts + deleted + revs_info)."""
+    if not args:
+        return _PLAIN_DOC_QUERY
     meta = boolean(args, "meta")
     open_revs: Any = _UNSET
     if "open_revs" in args:

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.pool import NullPool
 
 from .errors import StoreBusy, StoreFull
 
@@ -99,10 +100,9 @@ class Engine:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         engine = sa.create_engine(
             self.url,
-            pool_size=self.pool_size,
-            max_overflow=self.pool_size * 4,
+            # Each thread keeps its own connection (see `_checkout`), so no pool is needed.
+            poolclass=NullPool,
             connect_args={"check_same_thread": False, "timeout": self.busy_timeout_ms / 1000},
-            pool_reset_on_return=None,  # every transaction ends in our COMMIT or ROLLBACK
         )
         synchronous, busy = self.synchronous, self.busy_timeout_ms
 
@@ -128,7 +128,11 @@ class Engine:
             metadata.create_all(conn, checkfirst=True)
 
     def dispose(self) -> None:
-        """Close every pooled connection of this process."""
+        """Close this thread's kept connection and every pooled connection of this process."""
+        kept = getattr(self._local, "raw", None)
+        if kept is not None:
+            self._local.raw = None
+            kept[2].close()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -157,7 +161,7 @@ class Engine:
             yield outer
             return
         with self._writer_queue(write):
-            raw = self.sa.raw_connection()
+            raw = self._checkout()
             tx = Tx(raw, self.dialect, write)
             self._local.tx = tx
             bare = self.is_sqlite and not write and not snapshot
@@ -183,9 +187,25 @@ class Engine:
                         raw.commit()
             finally:
                 self._local.tx = None
-                if _broken(raw):
-                    raw.invalidate()
-                raw.close()
+                self._checkin(raw)
+
+    def _checkout(self) -> Any:
+        """A driver connection: SQLite keeps one per thread (no pool round trip per request)."""
+        if self.is_sqlite:
+            kept = getattr(self._local, "raw", None)
+            if kept is not None and kept[0] == os.getpid() and kept[1] is self._engine:
+                return kept[2]
+            raw = self.sa.raw_connection()
+            self._local.raw = (os.getpid(), self._engine, raw)
+            return raw
+        return self.sa.raw_connection()
+
+    def _checkin(self, raw: Any) -> None:
+        if self.is_sqlite:
+            return  # stays with its thread; SQLite connections cost a file handle, no server slot
+        if _broken(raw):
+            raw.invalidate()
+        raw.close()
 
     @property
     def dialect(self) -> str:
