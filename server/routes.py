@@ -47,12 +47,17 @@ RULES = [
        GET, HEAD, PUT, POST, DELETE, COPY),
     _r("/<db>/_design/<docid>", "documents.design_doc", GET, HEAD, PUT, DELETE, COPY),
     _r("/<db>/<docid>", "documents.doc", GET, HEAD, PUT, POST, DELETE, COPY),
+    # -- attachments -------------------------------------------------------------------
+    _r("/<db>/_design/<docid>/<path:att>", "attachments.design_attachment",
+       GET, HEAD, PUT, DELETE),
+    _r("/<db>/<docid>/<path:att>", "attachments.attachment", GET, HEAD, PUT, DELETE),
 ]
 
 # The rules whose path names a database or document by a variable; any other rule names a
 # reserved resource (`/_all_dbs`, `/{db}/_bulk_docs`, ...), which must answer 405 for a method it
 # does not take instead of falling through to "a database (or document) called `_bulk_docs`".
-CATCH_ALL = frozenset({"databases.db", "documents.doc"})
+CATCH_ALL = frozenset({"databases.db", "documents.doc", "attachments.attachment",
+                       "attachments.design_attachment"})
 
 url_map = Map(RULES)
 reserved_map = Map([Rule(r.rule, endpoint=r.endpoint, methods=list(r.methods or ()),

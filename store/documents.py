@@ -10,7 +10,8 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import catalog, local, reads, revtree
+from . import attachments, attparse, blobs, catalog, local, reads, revtree
+from .attachments import AttMeta
 from .errors import BadRequest, NotFound
 from .render import doc_bytes
 from .revisions import parse_rev
@@ -46,8 +47,9 @@ def make_edit(doc_id: str, doc: dict[str, Any], *, new_edits: bool = True) -> Ed
                 "When `new_edits: false`, the document needs `_rev` or `_revisions` specified"
             )
     fields = body_fields(doc)
+    atts = attparse.parse(doc["_attachments"]) if "_attachments" in doc else None
     return Edit(doc_id, fields, canonical_body(fields), bool(doc.get("_deleted", False)),
-                rev, revisions)
+                rev, revisions, atts)
 
 
 class Database:
@@ -150,6 +152,38 @@ class Database:
             packed = reads.bodies(conn, dbid, doc_id, wanted)
         body_of = self.store.layer.body_of
         return info, {rev: body_of(data) for rev, data in packed.items()}
+
+    # -- attachments ---------------------------------------------------------------------
+
+    def attachment(self, doc_id: str, name: str, rev: str | None = None) -> AttMeta:
+        """One attachment of the winning (or the given) revision; `NotFound` with CouchDB's
+        reasons: `missing`/`deleted` for the document, then "Document is missing attachment"."""
+        with self.store.engine.transaction() as conn:
+            dbid = reads.db_id(conn, self.name)
+            info = reads.doc_info(conn, dbid, doc_id)
+            if info is None:
+                raise NotFound("missing")
+            if rev is None:
+                if info.deleted:
+                    raise NotFound("deleted")
+                rev = info.winner
+            if rev not in info.tree or not reads.has_body(conn, dbid, doc_id, rev):
+                raise NotFound("missing")
+            found = attachments.load(conn, dbid, doc_id, [rev]).get(rev, [])
+        for meta in found:
+            if meta.name == name:
+                return meta
+        raise NotFound("Document is missing attachment")
+
+    def attachments_of(self, doc_id: str, revs: Sequence[str]) -> dict[str, list[AttMeta]]:
+        """The attachments of some stored revisions of a document."""
+        with self.store.engine.transaction() as conn:
+            return attachments.load(conn, reads.db_id(conn, self.name), doc_id, revs)
+
+    def attachment_bytes(self, meta: AttMeta, start: int = 0, stop: int | None = None
+                         ) -> Iterator[bytes]:
+        """An attachment's bytes, or a range of them, read a few chunks at a time."""
+        return blobs.read(self.store.engine, meta.digest, meta.length, start, stop)
 
     # -- local documents -----------------------------------------------------------------
 

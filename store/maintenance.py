@@ -1,17 +1,26 @@
-"""Compaction (drop non-leaf bodies, stem trees) and purge (forget leaf revisions entirely)."""
+"""Compaction (drop non-leaf bodies, stem trees, collect unused blobs) and purge.
+
+Attachment rows go with the bodies they belong to (a cascading foreign key), so after compaction
+or a purge a blob may be named by no revision at all; compaction then removes such blobs, but
+only those untouched for `BLOB_GRACE` seconds, so bytes a concurrent write is reusing stay.
+Blobs are shared by all databases, so compacting any database collects them for all.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import orjson
-from .engine import Tx
 
-from . import reads, revtree, sql
-from .engine import Engine
+from . import blobs, reads, revtree, sql
+from .engine import Engine, Tx
 from .writes import lock_db
 
 PAGE = 500
+
+BLOB_GRACE = 3600.0
+"""Seconds an unreferenced blob survives its last use before compaction may remove it."""
 
 
 def compact(engine: Engine, db_name: str) -> None:
@@ -22,7 +31,7 @@ def compact(engine: Engine, db_name: str) -> None:
     """
     after: str | None = None
     while True:
-        after = engine.run(lambda conn: _compact_page(conn, db_name, after))
+        after = engine.run(partial(_compact_page, db_name=db_name, after=after))
         if after is None:
             break
     engine.run(lambda conn: sql.execute(
@@ -31,6 +40,7 @@ def compact(engine: Engine, db_name: str) -> None:
         "FROM settee_revs WHERE settee_revs.db_id = settee_dbs.id) WHERE name = ?",
         (db_name,),
     ))
+    blobs.collect(engine, BLOB_GRACE)
 
 
 def _compact_page(conn: Tx, db_name: str, after: str | None) -> str | None:

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
-from .engine import Tx
 
 from . import revtree, sql
+from .engine import Tx
 from .errors import DbNotFound
 
 
@@ -102,6 +102,13 @@ def bodies(conn: Tx, dbid: int, doc_id: str, revs: Sequence[str]) -> dict[str, b
         (dbid, doc_id, *revs),
     )
     return {rev: _bytes(body) for rev, body in rows}
+
+
+def has_body(conn: Tx, dbid: int, doc_id: str, rev: str) -> bool:
+    """Whether the revision's body is still stored (not compacted away)."""
+    return sql.fetchone(
+        conn, "SELECT 1 FROM settee_revs WHERE db_id = ? AND doc_id = ? AND rev = ?",
+        (dbid, doc_id, rev)) is not None
 
 
 def bodies_for(conn: Tx, dbid: int, pairs: Sequence[tuple[str, str]]

@@ -11,6 +11,14 @@ database is one INSERT and PostgreSQL needs no DDL at run time.
 - `revs`: revision bodies (record-layer bytes); leaf bodies always, older ones until compaction.
 - `local_docs`: `_local/` documents: no tree, a `0-N` counter rev, never replicated.
 - `purges`: what `_purge` removed, so indexes that follow the changes feed can catch up.
+- `atts`: the attachments of each stored revision, in `_attachments` order: name, content type,
+  digest, length and revpos. Rows go with their revision (a foreign key that cascades), so
+  compaction, purge and database deletion drop them with the body.
+- `blobs` and `blob_chunks`: attachment bytes, content-addressed by CouchDB's md5 digest and
+  shared by every revision and database that holds the same bytes, in fixed-size chunk rows so
+  a range read touches only the chunks it needs. A blob no `atts` row names is removed at
+  compaction once it has not been touched for a grace period (`touched` is refreshed whenever a
+  write reuses it).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -30,7 +39,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Ids and names compare as bytes (CouchDB's raw order), never by a locale: SQLite's default
 # BINARY collation does that already; PostgreSQL needs the "C" collation spelled out.
@@ -100,4 +109,41 @@ purges = Table(
     Column("doc_id", ByteText, nullable=False),
     Column("revs", Text, nullable=False),
     Column("update_seq", BigInteger, nullable=False),
+)
+
+blobs = Table(
+    "settee_blobs",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("length", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("touched", Float, nullable=False),
+)
+
+blob_chunks = Table(
+    "settee_blob_chunks",
+    metadata,
+    Column("digest", String(64), ForeignKey("settee_blobs.digest", ondelete="CASCADE"),
+           primary_key=True),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+atts = Table(
+    "settee_atts",
+    metadata,
+    Column("db_id", Integer, primary_key=True, autoincrement=False),
+    Column("doc_id", ByteText, primary_key=True),
+    Column("rev", Text, primary_key=True),
+    Column("name", ByteText, primary_key=True),
+    Column("ord", Integer, nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("digest", String(64), ForeignKey("settee_blobs.digest"), nullable=False),
+    Column("length", BigInteger, nullable=False),
+    Column("revpos", Integer, nullable=False),
+    Column("encoding", Text, nullable=True),
+    ForeignKeyConstraint(["db_id", "doc_id", "rev"],
+                         ["settee_revs.db_id", "settee_revs.doc_id", "settee_revs.rev"],
+                         ondelete="CASCADE"),
+    Index("settee_atts_digest", "digest"),
 )

@@ -6,6 +6,11 @@ trees of the touched documents are read, each edit is applied in request order w
 rules, and the new trees, bodies, seqs and counters are written together. Interactive edits
 (`new_edits=true`) must name a current leaf; replicated edits (`new_edits=false`) merge their
 `_revisions` path into the tree and never conflict.
+
+Attachments resolve in the same transaction (`attachments.resolve`): stubs against stored
+revisions, new bytes saved as shared blobs only once the edit is known to succeed. Their rows and
+stubs are written with the revision. A stub that cannot be resolved fails the whole write (412
+`missing_stub`), as it fails CouchDB's whole request.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from .engine import Tx
 
-from . import revtree, sql
+from . import attachments, revtree, sql
+from .attachments import AttIn, AttMeta, EditAtts, MissingStub
+from .engine import Tx
 from .errors import Conflict, DbNotFound, StoreError
 from .layers import Layer, Record
+from .render import with_attachments
 from .revisions import new_rev_id
 
 
@@ -34,6 +41,7 @@ class Edit:
     deleted: bool = False
     rev: str | None = None
     revisions: list[str] | None = None
+    atts: list[AttIn] | None = None
 
 
 @dataclass(slots=True)
@@ -58,7 +66,7 @@ class _DocState:
     created: float
     was_deleted: bool = False
     changed: bool = False
-    bodies: list[tuple[str, bytes]] = field(default_factory=list)
+    bodies: list[tuple[str, bytes, list[AttMeta]]] = field(default_factory=list)
     dropped: set[str] = field(default_factory=set)
 
 
@@ -98,11 +106,17 @@ def write_edits(
     now = time.time()
     for edit in edits:
         state = states.get(edit.id)
+        if not new_edits and state is not None and _leaf_of(edit) in state.tree:
+            results.append(WriteResult(edit.id, _leaf_of(edit)))  # a replayed replication
+            continue
+        atts = EditAtts(conn, db.id, edit.id, edit.atts, now)
         try:
             if new_edits:
-                state, rev = _apply_interactive(state, edit, now)
+                state, rev = _apply_interactive(state, edit, now, atts)
             else:
-                state, rev = _apply_replicated(state, edit, now)
+                state, rev = _apply_replicated(state, edit, now, atts)
+        except MissingStub:
+            raise
         except StoreError as exc:
             results.append(WriteResult(edit.id, error=exc))
             continue
@@ -112,7 +126,8 @@ def write_edits(
                 state.dropped.update(set(state.tree) - set(stemmed))
                 state.tree = stemmed
             states[edit.id] = state
-            state.bodies.append((rev, layer.pack(Record(edit.body, {}))))
+            body = with_attachments(edit.body, atts.metas)
+            state.bodies.append((rev, layer.pack(Record(body, {})), atts.metas))
             order.pop(edit.id, None)
             order[edit.id] = None
         results.append(WriteResult(edit.id, rev))
@@ -122,12 +137,13 @@ def write_edits(
 
 
 def _apply_interactive(
-    state: _DocState | None, edit: Edit, now: float
+    state: _DocState | None, edit: Edit, now: float, atts: EditAtts
 ) -> tuple[_DocState, str]:
     if state is None or not state.tree:
         if edit.rev is not None:
             raise Conflict()
-        rev = new_rev_id(edit.fields, deleted=edit.deleted, parent=None)
+        hashed = atts.resolve(None, 1)
+        rev = new_rev_id(edit.fields, deleted=edit.deleted, parent=None, atts=hashed)
         tree: revtree.RevTree = {rev: (None, edit.deleted)}
         created, exists = now, state.exists if state else False
     else:
@@ -139,27 +155,34 @@ def _apply_interactive(
             parent = state.winner
         else:
             raise Conflict()
-        rev = new_rev_id(edit.fields, deleted=edit.deleted, parent=parent)
+        hashed = atts.resolve(parent, revtree.pos(parent) + 1)
+        rev = new_rev_id(edit.fields, deleted=edit.deleted, parent=parent, atts=hashed)
         if rev in state.tree:
             raise Conflict()
         tree = revtree.add_edit(state.tree, parent, rev, edit.deleted)
         created, exists = state.created, state.exists
+    atts.save_blobs()
     return _with_tree(state, tree, created, exists), rev
 
 
 def _apply_replicated(
-    state: _DocState | None, edit: Edit, now: float
-) -> tuple[_DocState | None, str]:
-    path = edit.revisions or [edit.rev]  # validated at the edge: one of them is set
-    leaf = path[0]
-    assert leaf is not None
-    if state is not None and leaf in state.tree:
-        return state, leaf  # already known: a replayed replication is a no-op
+    state: _DocState | None, edit: Edit, now: float, atts: EditAtts
+) -> tuple[_DocState, str]:
+    leaf = _leaf_of(edit)
+    path = edit.revisions or [leaf]
     base = state.tree if state is not None else {}
     tree = revtree.merge_path(base, path, edit.deleted)
+    atts.resolve_replicated(tree, leaf)
+    atts.save_blobs()
     created = state.created if state is not None else now
     exists = state.exists if state is not None else False
     return _with_tree(state, tree, created, exists), leaf
+
+
+def _leaf_of(edit: Edit) -> str:
+    leaf = edit.revisions[0] if edit.revisions else edit.rev
+    assert leaf is not None  # validated at the edge: `_rev` or `_revisions` is set
+    return leaf
 
 
 def _with_tree(
@@ -192,7 +215,11 @@ def _load_states(conn: Tx, db_id: int, ids: list[str]) -> dict[str, _DocState]:
 def _persist(conn: Tx, db: DbRow, changed: list[tuple[str, _DocState]]) -> None:
     """Write trees, bodies, seqs and counters of the changed documents."""
     seq = db.update_seq
-    inserts, updates, bodies, dropped = [], [], [], []
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    bodies: list[tuple[Any, ...]] = []
+    dropped: list[tuple[Any, ...]] = []
+    att_rows: list[tuple[Any, ...]] = []
     live, dead, added_bytes = db.doc_count, db.doc_del_count, 0
     for doc_id, state in changed:
         seq += 1
@@ -205,9 +232,10 @@ def _persist(conn: Tx, db: DbRow, changed: list[tuple[str, _DocState]]) -> None:
         else:
             inserts.append((db.id, doc_id, *row, state.created))
             live, dead = (live, dead + 1) if state.deleted else (live + 1, dead)
-        for rev, packed in state.bodies:
+        for rev, packed, metas in state.bodies:
             if rev in state.tree:
                 bodies.append((db.id, doc_id, rev, packed))
+                att_rows.extend(attachments.rows(db.id, doc_id, rev, metas))
                 added_bytes += len(packed)
         dropped.extend((db.id, doc_id, rev) for rev in state.dropped)
     sql.execute(
@@ -234,4 +262,5 @@ def _persist(conn: Tx, db: DbRow, changed: list[tuple[str, _DocState]]) -> None:
     sql.executemany(
         conn, "INSERT INTO settee_revs (db_id, doc_id, rev, body) VALUES (?, ?, ?, ?)", bodies
     )
+    sql.executemany(conn, attachments.INSERT, att_rows)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.wrappers import Response
 
 from ...store import make_edit, reads, revtree
+from ...store.attread import doc_with_data, load_many, since_pos
 from ...store.errors import StoreError
 from ...store.render import doc_bytes
 from ...store.revisions import InvalidRev, parse_rev
@@ -15,9 +16,11 @@ from ...store.serialize import dumps
 from ...store.validate import validate_doc_id
 from ...store.writes import Edit
 from ..docview import meta_members
-from ..errors import BadRequest, DocumentTooLarge, ExpectationFailed, RequestTooLarge, error_parts
+from ..errors import BadRequest, ExpectationFailed, RequestTooLarge, error_parts
 from ..params import DocQuery, boolean
+from ..uploads import check_sizes, close_blobs
 from ..wrappers import SetteeRequest, json_response
+from .attachments import save_edits
 from .root import new_doc_id
 
 if TYPE_CHECKING:
@@ -56,20 +59,21 @@ def bulk_docs(app: Settee, request: SetteeRequest, db: str) -> Response:
         if doc_id is None:
             doc_id = new_doc_id()
         validate_doc_id(doc_id)
-        if doc.get("_attachments"):
-            from .documents import AttachmentsUnsupported
-            raise AttachmentsUnsupported()
         if doc_id.startswith("_local/"):
+            if doc.get("_attachments"):
+                raise BadRequest("_local documents do not accept attachments.")
             slots.append((doc_id, doc))
             continue
         edit = make_edit(doc_id, doc, new_edits=new_edits)
-        if len(edit.body) > app.settings.max_document_size:
-            raise DocumentTooLarge(doc_id)
+        check_sizes(app.settings, edit)
         slots.append(edit)
     database = app.store.db(db)
     edits = [slot for slot in slots if isinstance(slot, Edit)]
     if edits:
-        written = iter(database.write(edits, new_edits=new_edits))
+        try:
+            written = iter(save_edits(app, db, edits, new_edits))
+        finally:
+            close_blobs(edits)
     else:
         app.store.db_info(db)  # a missing database is a 404 even for an empty batch
         written = iter(())
@@ -93,10 +97,14 @@ def bulk_docs(app: Settee, request: SetteeRequest, db: str) -> Response:
 
 
 def bulk_get(app: Settee, request: SetteeRequest, db: str) -> Response:
-    """`POST /{db}/_bulk_get`: many docs at given (or all leaf) revs in one request."""
+    """`POST /{db}/_bulk_get`: many docs at given (or all leaf) revs in one request.
+
+    With `attachments=true`, or an entry's `atts_since`, attachments carry base64 `data`
+    (those newer than `atts_since` only)."""
     body = request.json_object(require_type=True)
     wanted = _docs_list(app, body, "docs", "Missing JSON list of 'docs'.")
     query = DocQuery(revs=boolean(request.args, "revs"), latest=boolean(request.args, "latest"))
+    with_data = boolean(request.args, "attachments")
     ids = [w["id"] for w in wanted if isinstance(w, dict) and isinstance(w.get("id"), str)]
     with app.store.engine.transaction() as conn:
         dbid = reads.db_id(conn, db)
@@ -105,6 +113,7 @@ def bulk_get(app: Settee, request: SetteeRequest, db: str) -> Response:
         pairs = [(step.doc_id, rev) for step in plan if step.doc_id is not None
                  for rev in step.revs]
         packed = reads.bodies_for(conn, dbid, pairs)
+        content = _with_content(app, conn, dbid, plan, infos, packed, query, with_data)
     results = []
     for step in plan:
         entries: list[bytes] = []
@@ -117,13 +126,33 @@ def bulk_get(app: Settee, request: SetteeRequest, db: str) -> Response:
             if doc_id is None or info is None or data is None:
                 entries.append(_missing(doc_id, rev))
                 continue
-            doc = doc_bytes(doc_id, rev, app.store.layer.body_of(data),
-                            deleted=info.tree[rev][1],
-                            extra=meta_members(info, rev, query))
+            doc = content.get((doc_id, rev)) or doc_bytes(
+                doc_id, rev, app.store.layer.body_of(data), deleted=info.tree[rev][1],
+                extra=meta_members(info, rev, query))
             entries.append(b'{"ok":' + doc + b"}")
         results.append(b'{"id":' + dumps(step.shown_id) + b',"docs":[' + b",".join(entries)
                        + b"]}")
     return json_response(b'{"results":[' + b",".join(results) + b"]}")
+
+
+def _with_content(app: Settee, conn: Any, dbid: int, plan: list[_Step],
+                  infos: dict[str, reads.DocInfo], packed: dict[tuple[str, str], bytes],
+                  query: DocQuery, with_data: bool) -> dict[tuple[str, str], bytes]:
+    """The documents whose attachments carry their bytes, rendered in the read transaction."""
+    wanted = {(step.doc_id, rev): step.since for step in plan
+              if step.doc_id is not None and (with_data or step.since is not None)
+              for rev in step.revs if (step.doc_id, rev) in packed}
+    if not wanted:
+        return {}
+    metas = load_many(conn, dbid, list(wanted))
+    out = {}
+    for (doc_id, rev), since in wanted.items():
+        info = infos[doc_id]
+        out[(doc_id, rev)] = doc_with_data(
+            conn, doc_id, rev, app.store.layer.body_of(packed[(doc_id, rev)]),
+            metas.get((doc_id, rev), []), deleted=info.tree[rev][1],
+            extra=meta_members(info, rev, query), since=since_pos(info.tree, rev, since or ()))
+    return out
 
 
 def _missing(doc_id: str | None, rev: str | None) -> bytes:
@@ -143,6 +172,7 @@ class _Step:
     doc_id: str | None
     revs: list[str]
     error: dict[str, Any] | None = None
+    since: tuple[str, ...] | None = None
 
 
 def _plan(entry: Any, infos: dict[str, reads.DocInfo], latest: bool) -> _Step:
@@ -159,10 +189,16 @@ def _plan(entry: Any, infos: dict[str, reads.DocInfo], latest: bool) -> _Step:
         _, error, reason = error_parts(exc)
         return _Step(doc_id, None, [], _error(doc_id, None, error, reason))
     info = infos.get(doc_id)
+    since = entry.get("atts_since")
+    if since is not None:
+        if not isinstance(since, list) or not all(_is_rev(r) for r in since):
+            return _Step(doc_id, None, [], _error(doc_id, rev, "bad_request",
+                                                  "att_since value must be array of revs."))
+        since = tuple(since)
     if rev is None:
         if info is None:
             return _Step(doc_id, doc_id, [], _error(doc_id, "undefined", "not_found", "missing"))
-        return _Step(doc_id, doc_id, revtree.leaves(info.tree))
+        return _Step(doc_id, doc_id, revtree.leaves(info.tree), since=since)
     try:
         parse_rev(rev)
     except InvalidRev:
@@ -170,8 +206,16 @@ def _plan(entry: Any, infos: dict[str, reads.DocInfo], latest: bool) -> _Step:
     if latest and info is not None and rev in info.tree:
         below = set(revtree.descendant_leaves(info.tree, rev))
         return _Step(doc_id, doc_id, [leaf for leaf in revtree.leaves(info.tree)
-                                      if leaf in below])
-    return _Step(doc_id, doc_id, [rev])
+                                      if leaf in below], since=since)
+    return _Step(doc_id, doc_id, [rev], since=since)
+
+
+def _is_rev(rev: Any) -> bool:
+    try:
+        parse_rev(rev)
+    except InvalidRev:
+        return False
+    return True
 
 
 def _rev_map(app: Settee, request: SetteeRequest) -> dict[str, list[str]]:

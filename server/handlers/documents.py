@@ -1,4 +1,9 @@
-"""Document endpoints: GET/HEAD/PUT/DELETE/COPY of normal, `_design/` and `_local/` docs."""
+"""Document endpoints: GET/HEAD/PUT/DELETE/COPY of normal, `_design/` and `_local/` docs.
+
+Documents carry attachments inline (`_attachments` with base64 `data` or stubs), or, for a PUT
+with `Content-Type: multipart/related`, as raw parts after the JSON; a GET with
+`attachments=true` answers `multipart/related` to a client that accepts it (see `docview`).
+"""
 
 from __future__ import annotations
 
@@ -9,26 +14,32 @@ from urllib.parse import quote, unquote
 from werkzeug.wrappers import Response
 
 from ...store import make_edit
+from ...store.attachments import AttIn
 from ...store.errors import Conflict, NotFound
 from ...store.render import doc_bytes
 from ...store.revisions import parse_rev
 from ...store.serialize import canonical_body
 from ...store.validate import validate_doc_id
-from ..docview import open_revs_response, render_doc
+from ...store.writes import Edit
+from ..docview import accepts, att_query, open_revs_response, related_body, render_doc, rev_from
 from ..errors import BadContentType, BadRequest, DocumentTooLarge, HttpError
+from ..jsonbody import parse_json
+from ..multipart import StreamResponse
 from ..params import boolean, doc_query, is_set
+from ..uploads import check_sizes, close_blobs, receive_follows, related_document
 from ..wrappers import SetteeRequest, json_response, location, quoted
+from .attachments import save_edits
 from .root import new_doc_id
 
 if TYPE_CHECKING:
     from ..app import Settee
 
 
-class AttachmentsUnsupported(HttpError):
-    """Attachments are not stored yet: refuse them rather than drop them."""
+class FormUploadUnsupported(HttpError):
+    """CouchDB's legacy HTML-form attachment upload: refused rather than half done."""
 
     status, error = 501, "not_implemented"
-    reason = "Attachments are not supported by this settee version yet."
+    reason = "Attachment upload with multipart/form-data is not supported; PUT the attachment."
 
 
 def doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Response:
@@ -62,7 +73,7 @@ def _doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Response:
     # POST: CouchDB's HTML-form attachment upload (`chttpd_db:db_doc_req/3`)
     if request.mimetype != "multipart/form-data":
         raise BadContentType("Content-Type must be multipart/form-data")
-    raise AttachmentsUnsupported()
+    raise FormUploadUnsupported()
 
 
 def _design_redirect(request: SetteeRequest, db: str, name: str) -> Response:
@@ -83,46 +94,32 @@ def get_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Respons
         return open_revs_response(app, request, db, docid, query)
     if query.rev is not None:
         parse_rev(query.rev)
-    found = render_doc(app, db, docid, query)
-    if found.has_meta:
-        return json_response(found.data)
-    etag = quoted(found.rev)
-    request.if_none_match(etag)
-    return json_response(found.data, headers={"ETag": etag})
+    att = att_query(request.args)
+    multipart = att.wants_data and accepts(request, "multipart/related")
+    found = render_doc(app, db, docid, query, att, multipart)
+    headers = {}
+    if not found.has_meta:
+        headers["ETag"] = quoted(found.rev)
+        request.if_none_match(headers["ETag"])
+    if found.follows:
+        content_type, length, chunks = related_body(app, db, found)
+        return StreamResponse(chunks(), length, status=200, headers=headers,
+                              content_type=content_type)
+    return json_response(found.data, headers=headers)
 
 
 # -- writing ---------------------------------------------------------------------------------
 
 def _doc_body(app: Settee, request: SetteeRequest, docid: str) -> dict[str, Any]:
+    """The JSON body of a document write; a body over `max_document_size` is refused before
+    it is parsed unless it carries attachments (which do not count toward that limit)."""
     data = request.body_bytes()
-    if len(data) > app.settings.max_document_size:
+    if len(data) > app.settings.max_document_size and b'"_attachments"' not in data:
         raise DocumentTooLarge(docid)
     body = request.json_body()
     if not isinstance(body, dict):
         raise BadRequest("Document must be a JSON object")
-    if body.get("_attachments"):
-        raise AttachmentsUnsupported()
     return body
-
-
-def _rev_from(request: SetteeRequest, body: dict[str, Any] | None) -> str | None:
-    """The rev a write replaces: body `_rev`, `?rev=` or `If-Match`, which must agree.
-
-    As `chttpd_db:couch_doc_from_req/4`: the body is checked against the query string first,
-    then whichever of them was given against the `If-Match` header.
-    """
-    query_rev = request.args.get("rev") or None
-    header_rev = request.if_match_rev() or None
-    body_rev = body.get("_rev") if body is not None else None
-    if body_rev is not None and query_rev is not None and body_rev != query_rev:
-        raise BadRequest("Document rev from request body and query string have different values")
-    explicit = body_rev if body_rev is not None else query_rev
-    if explicit is not None and header_rev is not None and explicit != header_rev:
-        raise BadRequest("Document rev and etag have different values")
-    rev = explicit if explicit is not None else header_rev
-    if rev is not None and not isinstance(rev, str):
-        raise BadRequest("Invalid rev format")
-    return rev
 
 
 def _written(request: SetteeRequest, db: str, docid: str, rev: str, deleted: bool, *,
@@ -137,23 +134,42 @@ def _written(request: SetteeRequest, db: str, docid: str, rev: str, deleted: boo
     return json_response({"ok": True, "id": docid, "rev": rev}, status, headers)
 
 
-def _save(app: Settee, db: str, docid: str, body: dict[str, Any], new_edits: bool) -> str:
-    edit = make_edit(docid, body, new_edits=new_edits)
-    result = app.store.db(db).write([edit], new_edits=new_edits)[0]
+def _save_edit(app: Settee, db: str, edit: Edit, new_edits: bool) -> str:
+    try:
+        result = save_edits(app, db, [edit], new_edits)[0]
+    finally:
+        close_blobs([edit])
     if result.error is not None:
         raise result.error
     assert result.rev is not None
     return result.rev
 
 
+def _save(app: Settee, db: str, docid: str, body: dict[str, Any], new_edits: bool) -> str:
+    edit = make_edit(docid, body, new_edits=new_edits)
+    check_sizes(app.settings, edit)
+    return _save_edit(app, db, edit, new_edits)
+
+
 def put_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Response:
-    """`PUT /{db}/{docid}`: create or update; `new_edits=false` stores a replicated rev."""
-    body = _doc_body(app, request, docid)
+    """`PUT /{db}/{docid}`: create or update; `new_edits=false` stores a replicated rev.
+
+    A `multipart/related` body (CouchDB's replicator) is read whole, its attachment parts
+    spooled, before anything is written."""
     new_edits = boolean(request.args, "new_edits", True)
-    rev = _rev_from(request, body)
+    reader = None
+    if request.mimetype == "multipart/related":
+        body, reader = related_document(request, app.settings)
+    else:
+        body = _doc_body(app, request, docid)
+    rev = rev_from(request, body)
     if rev is not None:
         body["_rev"] = rev
-    new_rev = _save(app, db, docid, body, new_edits)
+    edit = make_edit(docid, body, new_edits=new_edits)
+    check_sizes(app.settings, edit)
+    if reader is not None:
+        receive_follows(reader, edit, app.settings)
+    new_rev = _save_edit(app, db, edit, new_edits)
     return _written(request, db, docid, new_rev, bool(body.get("_deleted")))
 
 
@@ -168,15 +184,15 @@ def post_doc(app: Settee, request: SetteeRequest, db: str) -> Response:
     if docid is None:
         docid = new_doc_id()
     validate_doc_id(docid)
-    if len(request.body_bytes()) > app.settings.max_document_size:
+    if len(request.body_bytes()) > app.settings.max_document_size \
+            and "_attachments" not in body:
         raise DocumentTooLarge(docid)
     if docid.startswith("_local/"):
+        _no_local_attachments(body)
         rev = app.store.db(db).local_put(docid[len("_local/"):], body)
         return json_response({"ok": True, "id": docid, "rev": rev}, 201,
                              {"ETag": _local_etag(docid, rev, canonical_body(body)),
                               "Location": location(request, db, docid)})
-    if body.get("_attachments"):
-        raise AttachmentsUnsupported()
     new_rev = _save(app, db, docid, body, True)
     return _written(request, db, docid, new_rev, bool(body.get("_deleted")))
 
@@ -192,7 +208,7 @@ def delete_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Resp
         raise NotFound("missing")
     if info.deleted:
         raise NotFound("deleted")
-    rev = _rev_from(request, None)
+    rev = rev_from(request, None)
     body: dict[str, Any] = {"_deleted": True}
     if rev is not None:
         body["_rev"] = rev
@@ -216,14 +232,17 @@ def copy_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Respon
     query = doc_query(request.args)
     if query.rev is None and request.if_match_rev():
         query = doc_query({**request.args, "rev": request.if_match_rev()})
-    data = render_doc(app, db, docid, query).data
-    from ..jsonbody import parse_json
-    body = parse_json(data)
-    body.pop("_id", None)
-    body.pop("_rev", None)
+    found = render_doc(app, db, docid, query)
+    body = parse_json(found.data)
+    for member in ("_id", "_rev", "_attachments"):
+        body.pop(member, None)
     if target_rev is not None:
         body["_rev"] = target_rev
-    new_rev = _save(app, db, target, body, True)
+    edit = make_edit(target, body)
+    metas = app.store.db(db).attachments_of(docid, [found.rev]).get(found.rev, [])
+    if metas:  # the same bytes, revpos and all (`couch_db:set_new_att_revpos/1` keeps them)
+        edit.atts = [AttIn(m.name, keep=m) for m in metas]
+    new_rev = _save_edit(app, db, edit, True)
     return json_response({"ok": True, "id": target, "rev": new_rev}, 201,
                          {"ETag": quoted(new_rev), "Location": location(request, db, target)})
 
@@ -250,7 +269,10 @@ def local_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Respo
         return json_response(doc_bytes(full_id, current, found.body), headers={"ETag": etag})
     if request.method == "PUT":
         body = _doc_body(app, request, full_id)
-        rev = _rev_from(request, body)
+        _no_local_attachments(body)
+        if len(canonical_body(body)) > app.settings.max_document_size:
+            raise DocumentTooLarge(full_id)
+        rev = rev_from(request, body)
         if rev is not None:
             body["_rev"] = rev
         new_rev = store_db.local_put(docid, body)
@@ -258,11 +280,17 @@ def local_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Respo
                              {"ETag": _local_etag(full_id, new_rev, canonical_body(body)),
                               "Location": location(request, db, full_id)})
     if request.method == "DELETE":
-        store_db.local_delete(docid, _rev_from(request, None))
+        store_db.local_delete(docid, rev_from(request, None))
         return json_response({"ok": True, "id": full_id, "rev": "0-0"})
     if request.method == "COPY":
         raise BadRequest("COPY of local documents is not supported")
     raise Conflict()
+
+
+def _no_local_attachments(body: dict[str, Any]) -> None:
+    """CouchDB drops a local document's attachments silently; settee says so instead."""
+    if body.get("_attachments"):
+        raise BadRequest("_local documents do not accept attachments.")
 
 
 def local_attachment(app: Settee, request: SetteeRequest, db: str, docid: str,
