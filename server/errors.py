@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Response
 
 from ..store import errors as store_errors
+from ..store.attachments import MissingStub
 from ..store.revisions import InvalidRev
 from ..store.serialize import dumps
 from .jsonbody import BadJson
@@ -100,6 +101,7 @@ STORE_ERRORS: dict[type[Exception], tuple[int, str]] = {
     store_errors.DocValidation: (400, "doc_validation"),
     store_errors.StoreFull: (507, "insufficient_storage"),
     store_errors.StoreBusy: (503, "service_unavailable"),
+    MissingStub: (412, "missing_stub"),
     InvalidRev: (400, "bad_request"),
     BadJson: (400, "bad_request"),
 }
