@@ -1,0 +1,314 @@
+"""Shared helpers of the reliability tests: sizes, figures, in-process calls, store inspection."""
+
+# Not a test module: the `test_reliability_*` files `import reliability` (pytest puts `tests/` on
+# `sys.path`). Sizes are the CI ones unless `SETTEE_SOAK=1` (`make soak`). Figures recorded with
+# `figure()` are printed at the end of the run by the `reliability_report` plugin.
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import orjson
+import pytest
+import revmodel
+import sqlalchemy as sa
+
+SOAK = os.environ.get("SETTEE_SOAK", "").lower() in ("1", "true", "yes")
+BACKENDS = ["sqlite", "postgres"]
+
+
+def sized(ci: int, soak: int) -> int:
+    """The CI size, or the soak size under `SETTEE_SOAK=1`."""
+    return soak if SOAK else ci
+
+
+# -- defects the tests found, shared by the tests that meet them (strict xfails) ----------------
+
+NUL_ON_POSTGRES = (
+    "PostgreSQL text cannot hold U+0000: an id, key or db name containing it reaches a query "
+    "parameter (store/reads.py doc_infos and id_range, store/maintenance.py purge, "
+    "store/catalog.py exists/list_dbs, store/local.py listing; via _all_docs keys and bounds, "
+    "_purge, _revs_diff, _missing_revs, _bulk_get, _dbs_info, _all_dbs) and psycopg raises "
+    "DataError -> 500. No stored id or name can contain NUL (validate_doc_id / "
+    "validate_db_name refuse it), so drop such ids as not found before the query and answer "
+    "400 for such range bounds")
+REVS_LIMIT_RANGE = (
+    "server/handlers/databases.py revs_limit(): any positive integer is written to "
+    "settee_dbs.revs_limit, an Integer column (int4 on PostgreSQL, int64 on SQLite), so 2**31 "
+    "on PostgreSQL and 2**63 on SQLite overflow in the driver -> 500; bound it (400 above "
+    "2**31 - 1) before the write")
+SECURITY_BIG_INT = (
+    "server/handlers/databases.py security(): stores orjson.dumps(body), which raises TypeError "
+    "'Integer exceeds 64-bit range' for an integer beyond 64 bits that the strict parser kept "
+    "exact -> 500; serialise with settee.store.serialize.dumps (exact) or refuse with 400")
+
+
+# -- figures (printed by reliability_report) ---------------------------------------------------
+
+FIGURES: dict[str, dict[str, float]] = {}
+_FIGURES_LOCK = threading.Lock()
+
+
+def figure(backend: str, name: str, value: float, *, mode: str = "add") -> None:
+    """Record a figure of section 5 for a backend: summed (`add`) or the worst (`max`)."""
+    with _FIGURES_LOCK:
+        row = FIGURES.setdefault(name, {})
+        if mode == "max":
+            row[backend] = max(row.get(backend, value), value)
+        else:
+            row[backend] = row.get(backend, 0) + value
+
+
+# -- in-process requests -----------------------------------------------------------------------
+
+@dataclass
+class Answer:
+    """One in-process response: status, headers and the whole body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def call(app: Any, method: str, raw_path: str, body: bytes | str | None = None,
+         headers: Mapping[str, str] | None = None) -> Answer:
+    """Call the WSGI app directly, `raw_path` as on the wire (what gunicorn gives as RAW_URI).
+
+    Cheaper than webtest for thousands of requests, and the bytes go through untouched.
+    """
+    data = body.encode() if isinstance(body, str) else (body or b"")
+    path, _, query = raw_path.partition("?")
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": _decoded_path(path),
+        "QUERY_STRING": query,
+        "RAW_URI": raw_path,
+        "REQUEST_URI": raw_path,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "5984",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "127.0.0.1:5984",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(data),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    if body is not None:
+        environ["CONTENT_TYPE"] = "application/json"
+        environ["CONTENT_LENGTH"] = str(len(data))
+    for name, value in (headers or {}).items():
+        key = name.upper().replace("-", "_")
+        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            environ[key] = value
+        else:
+            environ["HTTP_" + key] = value
+    status: list[str] = []
+    out_headers: dict[str, str] = {}
+
+    def start_response(line: str, pairs: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        status.append(line)
+        out_headers.update(pairs)
+        return lambda chunk: None
+
+    chunks = app(environ, start_response)
+    try:
+        payload = b"".join(chunks)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return Answer(int(status[0].split()[0]), out_headers, payload)
+
+
+def _decoded_path(path: str) -> str:
+    """PATH_INFO as a WSGI server gives it: percent-decoded, as latin-1 characters."""
+    return unquote_to_bytes(path).decode("latin-1")
+
+
+def error_shape_problem(answer: Any) -> str | None:
+    """Why a 4xx/5xx answer is not CouchDB's `{"error": str, "reason": str}` JSON, or None."""
+    if answer.status == 304 or answer.status < 400:
+        return None
+    content_type = answer.headers.get("Content-Type", "")
+    if not content_type.startswith("application/json"):
+        return f"{answer.status} with Content-Type {content_type!r}"
+    try:
+        body = orjson.loads(answer.body)
+    except orjson.JSONDecodeError:
+        return f"{answer.status} with a body that is not JSON: {answer.body[:200]!r}"
+    if not isinstance(body, dict) or not isinstance(body.get("error"), str) \
+            or not isinstance(body.get("reason"), str):
+        return f"{answer.status} with body {answer.body[:200]!r}"
+    return None
+
+
+# -- PostgreSQL databases of our own -----------------------------------------------------------
+
+def new_pg_database(admin: sa.Engine, prefix: str = "settee_rel_") -> str:
+    """Create an empty PostgreSQL database on the `pg_admin` server; return its store URL."""
+    name = prefix + uuid.uuid4().hex[:12]
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    return admin.url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(admin: sa.Engine, url: str) -> None:
+    """Drop a database made by `new_pg_database` (connections still open are cut)."""
+    name = sa.engine.make_url(url).database
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def store_url_for(backend: str, request: pytest.FixtureRequest, directory: Path
+                  ) -> Iterator[str]:
+    """A fresh store URL on `backend`: a SQLite file in `directory`, or a new PG database."""
+    if backend == "sqlite":
+        yield "sqlite:///" + str(Path(directory).resolve() / "data" / "settee.sqlite")
+        return
+    admin = request.getfixturevalue("pg_admin")
+    url = new_pg_database(admin)
+    try:
+        yield url
+    finally:
+        drop_pg_database(admin, url)
+
+
+# -- looking at the store's tables directly ------------------------------------------------------
+
+class StoreView:
+    """Read-only SQL access to a store's tables, from outside the server (no pooled connections)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        # One pooled connection, idle between queries (so never a long read transaction).
+        self.engine = sa.create_engine(url, pool_size=1, max_overflow=2)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def rows(self, query: str, **params: Any) -> list[tuple[Any, ...]]:
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(query), params)]
+
+    def db_row(self, name: str) -> dict[str, Any] | None:
+        found = self.rows("SELECT id, update_seq, doc_count, doc_del_count, body_bytes, "
+                          "revs_limit, purge_seq, security FROM settee_dbs WHERE name = :n", n=name)
+        if not found:
+            return None
+        keys = ("id", "update_seq", "doc_count", "doc_del_count", "body_bytes", "revs_limit",
+                "purge_seq", "security")
+        return dict(zip(keys, found[0]))
+
+    def docs(self, db_id: int) -> dict[str, dict[str, Any]]:
+        """doc id -> tree, winner, deleted, seq."""
+        return {
+            doc_id: {"tree": orjson.loads(tree), "winner": winner, "deleted": bool(deleted),
+                     "seq": seq}
+            for doc_id, tree, winner, deleted, seq in self.rows(
+                "SELECT doc_id, tree, winner, deleted, seq FROM settee_docs WHERE db_id = :d",
+                d=db_id)
+        }
+
+    def bodies(self, db_id: int) -> dict[tuple[str, str], bytes]:
+        """(doc id, rev) -> the stored body's JSON (record layers unpacked, metadata dropped)."""
+        from settee.store.layers import build_stack
+        layer = build_stack(4096, True)
+        return {(doc_id, rev): layer.body_of(bytes(body)) for doc_id, rev, body in self.rows(
+            "SELECT doc_id, rev, body FROM settee_revs WHERE db_id = :d", d=db_id)}
+
+    def packed_sizes(self, db_id: int) -> int:
+        found = self.rows("SELECT coalesce(sum(length(body)), 0) FROM settee_revs "
+                          "WHERE db_id = :d", d=db_id)
+        return int(found[0][0])
+
+    def integrity(self) -> str:
+        """SQLite's `PRAGMA integrity_check` (`ok`), or `ok` on PostgreSQL (no amcheck here)."""
+        if not self.is_sqlite:
+            return "ok"
+        path = sa.engine.make_url(self.url).database
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            return "; ".join(str(r[0]) for r in conn.execute("PRAGMA integrity_check"))
+        finally:
+            conn.close()
+
+    def snapshot(self, name: str) -> dict[str, Any] | None:
+        """Everything stored for one database, comparable across two stores or two moments:
+        counters, every doc row (tree, winner, deleted, seq) and every body (metadata dropped)."""
+        db = self.db_row(name)
+        if db is None:
+            return None
+        head = {k: v for k, v in db.items() if k not in ("id", "body_bytes")}
+        return {"db": head, "docs": self.docs(db["id"]),
+                "bodies": {f"{d} {r}": b for (d, r), b in self.bodies(db["id"]).items()}}
+
+    def invariant_problems(self, name: str) -> list[str]:
+        """What is wrong with one database's rows: counters against the docs table, update_seq
+        against the highest seq, seqs unique, winners and deleted flags against the trees,
+        every leaf with a body, body_bytes against the stored bodies, and integrity_check."""
+        problems: list[str] = []
+        db = self.db_row(name)
+        if db is None:
+            return [f"database {name} is missing"]
+        docs = self.docs(db["id"])
+        bodies = self.bodies(db["id"])
+        live = sum(1 for d in docs.values() if not d["deleted"])
+        dead = len(docs) - live
+        if (db["doc_count"], db["doc_del_count"]) != (live, dead):
+            problems.append(f"counters {db['doc_count']}/{db['doc_del_count']} but docs table "
+                            f"has {live} live / {dead} deleted")
+        seqs = [d["seq"] for d in docs.values()]
+        if len(set(seqs)) != len(seqs):
+            problems.append("two documents share a seq")
+        if seqs and max(seqs) != db["update_seq"]:
+            problems.append(f"update_seq {db['update_seq']} but highest doc seq {max(seqs)}")
+        if not seqs and db["update_seq"] != 0 and db["purge_seq"] == 0:
+            problems.append(f"update_seq {db['update_seq']} with no documents")
+        for doc_id, doc in docs.items():
+            tree = {rev: (node[0], bool(node[1])) for rev, node in doc["tree"].items()}
+            leaves = revmodel.leaves(tree)
+            if doc["winner"] != leaves[0]:
+                problems.append(f"{doc_id}: winner {doc['winner']} but tree says {leaves[0]}")
+            if doc["deleted"] != all(tree[leaf][1] for leaf in leaves):
+                problems.append(f"{doc_id}: deleted flag {doc['deleted']} disagrees with leaves")
+            for leaf in leaves:
+                if (doc_id, leaf) not in bodies:
+                    problems.append(f"{doc_id}: leaf {leaf} has no body (a partial write)")
+        if db["body_bytes"] != self.packed_sizes(db["id"]):
+            problems.append(f"body_bytes {db['body_bytes']} but bodies hold "
+                            f"{self.packed_sizes(db['id'])}")
+        check = self.integrity()
+        if check != "ok":
+            problems.append(f"integrity_check: {check}")
+        return problems
+
+
+# -- small numbers ----------------------------------------------------------------------------
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of `values`; 0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(p / 100 * len(ordered))))
+    return ordered[rank - 1]
