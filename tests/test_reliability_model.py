@@ -41,7 +41,7 @@ pytest_plugins = ["reliability_report"]
 
 IDS = ["_design/d", "alpha", "beta", "gamma"]
 # (examples, steps per example) per backend: PostgreSQL round trips cost ~2 ms a request here
-SIZES = {"sqlite": (sized(60, 600), sized(50, 60)), "postgres": (sized(30, 300), sized(40, 60))}
+SIZES = {"sqlite": (sized(60, 600), sized(50, 60)), "postgres": (sized(30, 500), sized(40, 60))}
 LIMITS = [1, 2, 3, 5, 1000]
 
 
