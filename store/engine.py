@@ -176,15 +176,17 @@ class Engine:
                         cur.close()
                     try:
                         yield tx
+                        if self.is_sqlite:
+                            cur = raw.cursor()
+                            cur.execute("COMMIT")
+                            cur.close()
+                        else:
+                            raw.commit()
                     except BaseException:
-                        raw.rollback()
+                        # A failed COMMIT (I/O error, disk full) leaves the transaction open and,
+                        # on SQLite, the write lock held: end it here, or drop the connection.
+                        self._abandon(raw)
                         raise
-                    if self.is_sqlite:
-                        cur = raw.cursor()
-                        cur.execute("COMMIT")
-                        cur.close()
-                    else:
-                        raw.commit()
             finally:
                 self._local.tx = None
                 self._checkin(raw)
@@ -199,6 +201,21 @@ class Engine:
             self._local.raw = (os.getpid(), self._engine, raw)
             return raw
         return self.sa.raw_connection()
+
+    def _abandon(self, raw: Any) -> None:
+        """Roll back; if even that fails, the connection is not reused."""
+        try:
+            raw.rollback()
+            driver = getattr(raw, "dbapi_connection", raw)
+            if not getattr(driver, "in_transaction", False):
+                return
+        except Exception:
+            pass
+        if self.is_sqlite:
+            self._local.raw = None
+            raw.close()
+        else:
+            raw.invalidate()
 
     def _checkin(self, raw: Any) -> None:
         if self.is_sqlite:

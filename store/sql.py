@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from .engine import Tx
+from .errors import BadRequest
 
 
 @lru_cache(maxsize=256)
@@ -23,8 +24,16 @@ def _dialect_sql(conn: Tx, sql: str) -> str:
     return sql if conn.dialect == "sqlite" else _for_format(sql)
 
 
+def _check_text(params: Sequence[Any]) -> None:
+    """No stored id, key or name holds U+0000 (PostgreSQL text cannot): refuse it up front."""
+    for value in params:
+        if type(value) is str and "\x00" in value:
+            raise BadRequest("Strings must not contain the NUL character (U+0000)")
+
+
 def fetchall(conn: Tx, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     """Run a query through the driver cursor and return every row."""
+    _check_text(params)
     cur = conn.cursor()
     try:
         cur.execute(_dialect_sql(conn, sql), tuple(params))
@@ -35,6 +44,7 @@ def fetchall(conn: Tx, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, 
 
 def fetchone(conn: Tx, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
     """Run a query through the driver cursor and return its first row, if any."""
+    _check_text(params)
     cur = conn.cursor()
     try:
         cur.execute(_dialect_sql(conn, sql), tuple(params))
@@ -45,6 +55,7 @@ def fetchone(conn: Tx, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] 
 
 def execute(conn: Tx, sql: str, params: Sequence[Any] = ()) -> int:
     """Run a statement through the driver cursor and return its row count."""
+    _check_text(params)
     cur = conn.cursor()
     try:
         cur.execute(_dialect_sql(conn, sql), tuple(params))

@@ -33,25 +33,10 @@ def sized(ci: int, soak: int) -> int:
     return soak if SOAK else ci
 
 
-# -- defects the tests found, shared by the tests that meet them (strict xfails) ----------------
-
-NUL_ON_POSTGRES = (
-    "PostgreSQL text cannot hold U+0000: an id, key or db name containing it reaches a query "
-    "parameter (store/reads.py doc_infos and id_range, store/maintenance.py purge, "
-    "store/catalog.py exists/list_dbs, store/local.py listing; via _all_docs keys and bounds, "
-    "_purge, _revs_diff, _missing_revs, _bulk_get, _dbs_info, _all_dbs) and psycopg raises "
-    "DataError -> 500. No stored id or name can contain NUL (validate_doc_id / "
-    "validate_db_name refuse it), so drop such ids as not found before the query and answer "
-    "400 for such range bounds")
-REVS_LIMIT_RANGE = (
-    "server/handlers/databases.py revs_limit(): any positive integer is written to "
-    "settee_dbs.revs_limit, an Integer column (int4 on PostgreSQL, int64 on SQLite), so 2**31 "
-    "on PostgreSQL and 2**63 on SQLite overflow in the driver -> 500; bound it (400 above "
-    "2**31 - 1) before the write")
-SECURITY_BIG_INT = (
-    "server/handlers/databases.py security(): stores orjson.dumps(body), which raises TypeError "
-    "'Integer exceeds 64-bit range' for an integer beyond 64 bits that the strict parser kept "
-    "exact -> 500; serialise with settee.store.serialize.dumps (exact) or refuse with 400")
+# Defects these tests found and that were fixed: U+0000 in ids/keys/names was a 500 on PostgreSQL
+# (now 400 before any query, store/sql.py); `_revs_limit` beyond 2**31 - 1 overflowed the column
+# (now 400); `_security` with an integer beyond 64 bits failed in orjson (now exact); a failed
+# COMMIT on SQLite left the transaction open on a kept connection (now rolled back or dropped).
 
 
 # -- figures (printed by reliability_report) ---------------------------------------------------

@@ -246,17 +246,7 @@ def _driver_error(backend: str, fault: str) -> Callable[[str], None]:
 EXPECTED_FAULT = {"io": (500, "unknown_error"), "full": (507, "insufficient_storage")}
 
 
-COMMIT_LEFT_OPEN = pytest.mark.xfail(strict=True, reason=(
-    "store/engine.py Engine.transaction(): on SQLite the COMMIT runs after the try/except that "
-    "rolls back, so a COMMIT that raises (disk I/O error, disk full, busy) leaves the "
-    "transaction open; the connection goes back to the pool (pool_reset_on_return=None) still "
-    "inside it, holding SQLite's write lock: every later write on it fails with 'cannot start "
-    "a transaction within a transaction' (500), its reads see the uncommitted write that was "
-    "answered 500, and other workers' writes get 503 until the process dies"))
-
-
-@pytest.mark.parametrize("sweep_app", [pytest.param("sqlite", marks=COMMIT_LEFT_OPEN),
-                                       "postgres"], indirect=True)
+@pytest.mark.parametrize("sweep_app", ["sqlite", "postgres"], indirect=True)
 @pytest.mark.parametrize("fault", ["io", "full"])
 def test_io_error_injection(sweep_app: Any, fault: str) -> None:
     backend, settings, app, view = sweep_app

@@ -16,9 +16,6 @@ from typing import Any
 import orjson
 import pytest
 from reliability import (
-    NUL_ON_POSTGRES,
-    REVS_LIMIT_RANGE,
-    SECURITY_BIG_INT,
     Answer,
     call,
     error_shape_problem,
@@ -313,8 +310,6 @@ NUL_REQUESTS = [
 @pytest.mark.parametrize("method,path,body", NUL_REQUESTS)
 def test_nul_in_ids_and_keys(module_app: Any, method: str, path: str, body: Any,
                              request: pytest.FixtureRequest) -> None:
-    if request.node.callspec.params["module_app"] == "postgres":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=NUL_ON_POSTGRES))
     db = fresh(module_app)
     assert call(module_app, "PUT", f"/{db}/a", b"{}").status == 201
     target = path[3:] if path.startswith("/../") else f"/{db}{path}"
@@ -332,9 +327,6 @@ def test_nul_in_ids_and_keys(module_app: Any, method: str, path: str, body: Any,
 @pytest.mark.parametrize("limit", [2**31 - 1, 2**31, 2**63, 2**64])
 def test_revs_limit_out_of_range(module_app: Any, limit: int,
                                  request: pytest.FixtureRequest) -> None:
-    backend = request.node.callspec.params["module_app"]
-    if limit >= (2**31 if backend == "postgres" else 2**63):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=REVS_LIMIT_RANGE))
     db = fresh(module_app)
     answer = call(module_app, "PUT", f"/{db}/_revs_limit", str(limit))
     assert answer.status in (200, 400), answer.body
@@ -344,7 +336,6 @@ def test_revs_limit_out_of_range(module_app: Any, limit: int,
 
 
 
-@pytest.mark.xfail(strict=True, reason=SECURITY_BIG_INT)
 def test_security_with_a_big_integer(module_app: Any) -> None:
     db = fresh(module_app)
     body = b'{"admins":{"names":[],"roles":[]},"members":{},"n":18446744073709551616}'

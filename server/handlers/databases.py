@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from werkzeug.wrappers import Response
 
 from ...store import maintenance
+from ...store.serialize import dumps
 from ...store.validate import validate_db_name
 from ..errors import BadContentType, BadRequest, QueryParseError
 from ..wrappers import SetteeRequest, json_response, location
@@ -57,7 +57,7 @@ def revs_limit(app: Settee, request: SetteeRequest, db: str) -> Response:
     """`GET/PUT /{db}/_revs_limit`: a bare integer."""
     if request.method == "PUT":
         value = request.json_body()
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < 2**31:
             raise BadRequest("`revs_limit` must be a positive integer")
         app.store.engine.run(lambda conn: _set(conn, db, "revs_limit", value))
         return json_response({"ok": True})
@@ -76,7 +76,7 @@ def security(app: Settee, request: SetteeRequest, db: str) -> Response:
             ):
                 raise BadRequest(f"`{section}` must be an object with `names` and `roles` lists")
         app.store.engine.run(lambda conn: _set(conn, db, "security",
-                                               orjson.dumps(body).decode()))
+                                               dumps(body).decode()))
         return json_response({"ok": True})
     with app.store.engine.transaction() as conn:
         stored = catalog.get_security(conn, db)
