@@ -24,6 +24,7 @@ RULES = [
     _r("/_all_dbs", "root.all_dbs", GET, HEAD),
     _r("/_dbs_info", "root.dbs_info", GET, HEAD, POST),
     _r("/_uuids", "root.uuids", GET, HEAD),
+    _r("/_db_updates", "changes.db_updates", GET, HEAD),
     # -- database ----------------------------------------------------------------------
     _r("/<db>", "databases.db", GET, HEAD, PUT, POST, DELETE),
     _r("/<db>/_all_docs", "all_docs.all_docs", GET, HEAD, POST),
@@ -32,6 +33,7 @@ RULES = [
     _r("/<db>/_design_docs/queries", "all_docs.design_docs_queries", POST),
     _r("/<db>/_local_docs", "all_docs.local_docs", GET, HEAD, POST),
     _r("/<db>/_local_docs/queries", "all_docs.local_docs_queries", POST),
+    _r("/<db>/_changes", "changes.changes", GET, HEAD, POST),
     _r("/<db>/_bulk_docs", "bulk.bulk_docs", POST),
     _r("/<db>/_bulk_get", "bulk.bulk_get", POST),
     _r("/<db>/_revs_diff", "bulk.revs_diff", POST),

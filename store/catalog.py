@@ -9,7 +9,7 @@ from typing import Any
 
 from .engine import Tx
 
-from . import sql
+from . import notify, sql
 from .errors import DbExists, DbNotFound
 
 
@@ -48,6 +48,7 @@ def create_db(conn: Tx, name: str) -> None:
     )
     if inserted != 1:
         raise DbExists()
+    notify.announce(conn, name)
 
 
 def delete_db(conn: Tx, name: str) -> None:
@@ -60,6 +61,7 @@ def delete_db(conn: Tx, name: str) -> None:
     for table in ("settee_revs", "settee_docs", "settee_local_docs", "settee_purges"):
         sql.execute(conn, f"DELETE FROM {table} WHERE db_id = ?", (dbid,))
     sql.execute(conn, "DELETE FROM settee_dbs WHERE id = ?", (dbid,))
+    notify.announce(conn, name)
 
 
 def db_info(conn: Tx, name: str) -> DbInfo:

@@ -13,7 +13,7 @@ from functools import partial
 
 import orjson
 
-from . import blobs, reads, revtree, sql
+from . import blobs, notify, reads, revtree, sql
 from .engine import Engine, Tx
 from .writes import lock_db
 
@@ -120,6 +120,7 @@ def purge(conn: Tx, db_name: str, request: Mapping[str, Sequence[str]]
                      deleted, seq, db.id, doc_id))
     sql.execute(conn, "UPDATE settee_dbs SET update_seq = ?, purge_seq = ?, doc_count = ?, "
                 "doc_del_count = ? WHERE id = ?", (seq, purge_seq, live, dead, db.id))
+    notify.announce(conn, db_name)
     return purged
 
 

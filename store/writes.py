@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from . import attachments, revtree, sql
+from . import attachments, notify, revtree, sql
 from .attachments import AttIn, AttMeta, EditAtts, MissingStub
 from .engine import Tx
 from .errors import Conflict, DbNotFound, StoreError
@@ -133,6 +133,7 @@ def write_edits(
         results.append(WriteResult(edit.id, rev))
     if order:
         _persist(conn, db, [(doc_id, states[doc_id]) for doc_id in order])
+        notify.announce(conn, db_name)
     return results
 
 
