@@ -4,21 +4,29 @@ The master process only resolves settings and binds the socket. `load()` runs in
 `fork()` (settee never preloads), so each worker creates its app, its store and, on first use, its
 database engine: no connection or file lock ever crosses a fork. Workers are `gthread`, so
 long-poll feeds hold a thread rather than a whole process (DESIGN section 7; reliability.md 3.3).
+Each worker's app is stacked here, in one place: handlers named, metrics, access log. The master
+prepares the runtime directory the workers share (prometheus files, active tasks) before forking.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import dataclass
+import atexit
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
+from . import accesslog
 from .app import create_app
-from .settings import SettingError, Settings
+from .parsers import Bind, parse_bind
+from .settings import SettingError, Settings, resolve
 
-LOOPBACK_NAMES = frozenset({"localhost"})
-DEFAULT_PORT = 5984
+__all__ = ["Bind", "SetteeServer", "application", "gunicorn_options", "parse_bind", "run"]
 
 # gunicorn's own defaults that settee overrides, and why.
 LIMIT_REQUEST_LINE = 8190  # gunicorn's maximum; CouchDB's max_uri_length (8000) must fit
@@ -26,53 +34,8 @@ GRACEFUL_TIMEOUT = 10  # seconds a worker gets to finish its requests on SIGTERM
 MAX_REQUESTS = 10_000  # recycle workers now and then ...
 MAX_REQUESTS_JITTER = 1_000  # ... but not all at once
 NEWER_GUNICORN = frozenset({"control_socket_disable"})  # settings gunicorn 23 does not know
-
-
-@dataclass(frozen=True)
-class Bind:
-    """A parsed `host:port` (IPv6 hosts in brackets: `[::1]:5984`)."""
-
-    host: str
-    port: int
-
-    @property
-    def address(self) -> str:
-        """The bind string gunicorn takes."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    @property
-    def is_loopback(self) -> bool:
-        """Whether only this machine can connect (127.0.0.0/8, ::1 or `localhost`)."""
-        if self.host.lower() in LOOPBACK_NAMES:
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False  # any other name may resolve to a public address
-
-
-def parse_bind(text: str) -> Bind:
-    """`host:port`, `[v6]:port` or a bare host (port 5984); `SettingError` otherwise."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise SettingError(f"bind: expected [ipv6]:port, got {text!r}")
-        port_text = rest[1:]
-    elif text.count(":") > 1:
-        raise SettingError(f"bind: put an IPv6 address in brackets, e.g. [::1]:5984, got {text!r}")
-    else:
-        host, _, port_text = text.partition(":")
-    if not host:
-        raise SettingError(f"bind: missing host in {text!r} (use 0.0.0.0 for every interface)")
-    try:
-        port = int(port_text) if port_text else DEFAULT_PORT
-    except ValueError:
-        raise SettingError(f"bind: port must be a number, got {port_text!r}") from None
-    if not 0 <= port <= 65535:
-        raise SettingError(f"bind: port must be between 0 and 65535, got {port}")
-    return Bind(host, port)
+SHM = "/dev/shm"  # worker heartbeat files in memory: a container's /tmp may be a slow overlay
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # metrics.MULTIPROC_ENV, without importing metrics
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
@@ -86,8 +49,12 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "graceful_timeout": GRACEFUL_TIMEOUT,
         "max_requests": MAX_REQUESTS,
         "max_requests_jitter": MAX_REQUESTS_JITTER,
-        "accesslog": "-",
-        "loglevel": str(settings.log_level).lower(),
+        "accesslog": None,  # settee writes its own (accesslog.py), with the database and JSON
+        "errorlog": "-",
+        "loglevel": settings.log_level,
+        "logconfig_dict": accesslog.logging_config(settings),
+        "worker_tmp_dir": SHM if os.path.isdir(SHM) else None,
+        "child_exit": _child_exit,
         "preload_app": False,  # the app (and its engine) is built in each worker, after fork
         "proc_name": "settee",
         # gunicorn >= 25 opens a control socket at one per-user path shared by every instance
@@ -96,23 +63,89 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _child_exit(server: Any, worker: Any) -> None:
+    """gunicorn's `child_exit` hook: a dead worker's live gauges no longer count."""
+    from . import metrics  # imported in the worker-facing code only: see prepare_runtime_dir
+    metrics.mark_process_dead(worker.pid)
+
+
+def prepare_runtime_dir(settings: Settings, environ: Any = os.environ) -> Path:
+    """Create the runtime directory and point prometheus-client's multiprocess mode into it.
+
+    Must run before prometheus_client is imported in this process (it picks its mode on
+    import) and before any worker forks. Stale metric and task files of an earlier server in
+    the same directory are removed, as prometheus-client requires.
+    """
+    if settings.runtime_dir:
+        root = Path(settings.runtime_dir)
+        root.mkdir(parents=True, exist_ok=True)
+    else:
+        root = Path(tempfile.mkdtemp(prefix="settee-run-"))
+        atexit.register(_remove_if_owner, root, os.getpid())
+    for sub in ("metrics", "tasks"):
+        shutil.rmtree(root / sub, ignore_errors=True)
+        (root / sub).mkdir()
+    environ[MULTIPROC_ENV] = str(root / "metrics")
+    return root
+
+
+def _remove_if_owner(root: Path, owner: int) -> None:
+    """Remove the runtime directory when the master exits (forked workers run atexit too)."""
+    if os.getpid() == owner:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def wrap_app(settings: Settings, runtime_dir: str | None = None) -> Any:
+    """The app as `settee serve` runs it: handlers named, metrics, then the access log."""
+    from . import metrics  # after prepare_runtime_dir, in the worker
+    from .tasks import TASKS
+    if runtime_dir:
+        TASKS.publish_to(Path(runtime_dir) / "tasks")
+    app = accesslog.name_requests(create_app(settings))
+    return accesslog.wrap(metrics.wrap(app), settings)
+
+
 class SetteeServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
     """gunicorn embedded: configuration from `Settings`, one app per worker."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, runtime_dir: Path | None = None,
+                 reresolve: Callable[[], Settings] | None = None) -> None:
         self.settings = settings
+        self.runtime_dir = runtime_dir
+        self.reresolve = reresolve
+        self.loaded = False
         super().__init__(usage="settee serve", prog="settee")
 
     def load_config(self) -> None:
+        if self.loaded and self.reresolve is not None:  # SIGHUP: read the config file again
+            try:
+                self.settings = self.reresolve()
+            except SettingError as exc:
+                logging.getLogger("gunicorn.error").error(
+                    "settings not reloaded, keeping the running ones: %s", exc)
+        self.loaded = True
         for name, value in gunicorn_options(self.settings).items():
             if name in NEWER_GUNICORN and name not in self.cfg.settings:
                 continue  # an older gunicorn (pyproject allows >= 23) without this setting
             self.cfg.set(name, value)
 
     def load(self) -> Any:
-        return create_app(self.settings)
+        return wrap_app(self.settings, str(self.runtime_dir) if self.runtime_dir else None)
 
 
-def run(settings: Settings) -> None:
-    """Serve until gunicorn's master exits (it calls `sys.exit` itself)."""
-    SetteeServer(settings).run()
+def run(settings: Settings, reresolve: Callable[[], Settings] | None = None) -> None:
+    """Serve until gunicorn's master exits (it calls `sys.exit` itself).
+
+    SIGTERM drains in-flight requests (up to GRACEFUL_TIMEOUT); SIGHUP calls `reresolve` (the
+    config file and environment read again) and replaces every worker.
+    """
+    runtime_dir = prepare_runtime_dir(settings)
+    SetteeServer(settings, runtime_dir, reresolve).run()
+
+
+def application(settings: Mapping[str, Any] | None = None) -> Any:
+    """For bare gunicorn with the access log and metrics: `gunicorn
+    'settee.server.serve:application()'` (metrics per worker unless PROMETHEUS_MULTIPROC_DIR is
+    set before gunicorn starts)."""
+    resolved = resolve(settings)
+    return wrap_app(resolved, resolved.runtime_dir or None)

@@ -1,7 +1,7 @@
 """settee on the wire: `settee serve` and bare gunicorn, ids in headers, no lost update.
 
-The `live` tests start real gunicorn processes on loopback ports (see `live.py`); the command-line
-tests at the end call `cli.main` in-process and never start a server.
+The tests start real gunicorn processes on loopback ports (see `live.py`); the in-process tests of
+the command line are in `test_cli.py`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import live
 import pytest
 import requests
 from live import LiveServer
-from settee.server import cli, serve
-from settee.server.settings import SETTINGS
 
 BACKENDS = ["sqlite", "postgres"]
 REFUSAL = "refusing to bind {host} without an admin password (SETTEE_ADMIN_PASSWORD)"
@@ -286,90 +283,3 @@ def test_no_lost_update_under_concurrent_writers(live_server: LiveServer,
         # two 201s from the same parent would have returned the same counter
         assert sorted(tally.counters.get(doc, [])) == list(range(1, successes + 1)), doc
         assert "_conflicts" not in final, doc
-
-
-# -- the command line, in-process ------------------------------------------------------------
-
-@pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Replace gunicorn: the settings `serve` would run with are appended to the list."""
-    calls: list[Any] = []
-    monkeypatch.setattr(serve, "run", calls.append)
-    for name in list(os.environ):
-        if name.startswith("SETTEE_"):
-            monkeypatch.delenv(name)
-    return calls
-
-
-@pytest.mark.parametrize("bind", ["127.0.0.1:5984", "127.0.0.2:1", "[::1]:5984",
-                                  "localhost:5984", "LOCALHOST"])
-def test_loopback_binds_need_no_password(served: list[Any], bind: str) -> None:
-    assert cli.main(["serve", "--bind", bind]) == 0
-    assert served[0].bind == bind
-
-
-@pytest.mark.parametrize("bind,host", [("0.0.0.0:5984", "0.0.0.0"), ("[::]:5984", "::"),
-                                       ("192.0.2.7:80", "192.0.2.7"),
-                                       ("example.com:5984", "example.com")])
-def test_public_binds_need_an_admin_password(served: list[Any], bind: str, host: str,
-                                             monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["serve", "--bind", bind]) == 2
-    assert REFUSAL.format(host=host) in capsys.readouterr().err
-    assert served == []
-    monkeypatch.setenv("SETTEE_BIND", bind)
-    monkeypatch.setenv("SETTEE_ADMIN_PASSWORD", "s3cret")
-    assert cli.main(["serve"]) == 0
-    assert served[0].bind == bind
-
-
-@pytest.mark.parametrize("args,message", [
-    (["--threads", "0"], "threads (SETTEE_THREADS): must be at least 1"),
-    (["--workers", "many"], "workers (SETTEE_WORKERS): invalid literal"),
-    (["--sqlite-synchronous", "sometimes"], "must be one of OFF, NORMAL, FULL, EXTRA"),
-    (["--bind", "127.0.0.1:http"], "bind: port must be a number"),
-    (["--bind", "::1:5984"], "bind: put an IPv6 address in brackets"),
-])
-def test_bad_values_exit_2_with_a_message(served: list[Any], args: list[str], message: str,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["serve", *args]) == 2
-    assert message in capsys.readouterr().err
-    assert served == []
-
-
-def test_flags_beat_environment_beat_defaults(served: list[Any],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SETTEE_THREADS", "3")
-    monkeypatch.setenv("SETTEE_WORKERS", "5")
-    assert cli.main(["serve", "--workers", "2"]) == 0
-    settings = served[0]
-    assert (settings.workers, settings.threads, settings.data_dir) == (2, 3, "./data")
-    options = serve.gunicorn_options(settings)
-    assert options["workers"] == 2 and options["threads"] == 3
-    assert options["worker_class"] == "gthread" and options["limit_request_line"] == 8190
-
-
-def test_check_config_prints_every_setting_and_its_source(
-        served: list[Any], monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("SETTEE_THREADS", "3")
-    assert cli.main(["check-config", "--database-url", "postgresql://u:pw@h/db"]) == 0
-    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
-    assert set(lines) == {s.name for s in SETTINGS} | {"store"}
-    assert lines["threads"].split()[1:] == ["3", "env", "SETTEE_THREADS"]
-    assert lines["database_url"].endswith("flag --database-url")
-    assert "pw" not in lines["database_url"] and "pw" not in lines["store"]
-    assert lines["bind"].split()[1:] == ["127.0.0.1:5984", "default"]
-    assert served == []
-
-
-@pytest.mark.parametrize("command", ["serve", "check-config"])
-def test_every_setting_has_a_flag_with_its_help(command: str,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        cli.main([command, "--help"])
-    assert exited.value.code == 0
-    help_text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, even at "-"
-    for setting in SETTINGS:
-        assert setting.flag in help_text
-        assert "".join(setting.help.split()) in help_text
