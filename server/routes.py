@@ -25,6 +25,11 @@ RULES = [
     _r("/_dbs_info", "root.dbs_info", GET, HEAD, POST),
     _r("/_uuids", "root.uuids", GET, HEAD),
     _r("/_db_updates", "changes.db_updates", GET, HEAD),
+    _r("/_active_tasks", "node.active_tasks", GET, HEAD),
+    _r("/_node/<node>/_prometheus", "node.prometheus", GET, HEAD),
+    _r("/_node/<node>/_stats", "node.stats", GET, HEAD),
+    _r("/_node/<node>/_stats/<path:path>", "node.stats", GET, HEAD),
+    _r("/_node/<node>/_system", "node.system", GET, HEAD),
     # -- database ----------------------------------------------------------------------
     _r("/<db>", "databases.db", GET, HEAD, PUT, POST, DELETE),
     _r("/<db>/_all_docs", "all_docs.all_docs", GET, HEAD, POST),
