@@ -48,6 +48,12 @@ RULES = [
     _r("/<db>/_compact", "databases.compact", POST),
     _r("/<db>/_purge", "databases.purge", POST),
     _r("/<db>/_ensure_full_commit", "databases.ensure_full_commit", POST),
+    _r("/<db>/_view_cleanup", "views.view_cleanup", POST),
+    _r("/<db>/_compact/<ddoc>", "views.compact_views", POST),
+    # -- design documents and views ------------------------------------------------------
+    _r("/<db>/_design/<ddoc>/_info", "views.design_info", GET, HEAD),
+    _r("/<db>/_design/<ddoc>/_view/<view>", "views.view", GET, HEAD, POST),
+    _r("/<db>/_design/<ddoc>/_view/<view>/queries", "views.view_queries", POST),
     # -- documents ---------------------------------------------------------------------
     _r("/<db>/_local/<docid>", "documents.local_doc", GET, HEAD, PUT, DELETE, COPY),
     _r("/<db>/_local/<docid>/<path:rest>", "documents.local_attachment",
