@@ -42,7 +42,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     """The gunicorn settings for resolved settee settings."""
     return {
         "bind": [parse_bind(settings.bind).address],
-        "worker_class": "gthread",
+        "worker_class": "settee.server.worker.SetteeWorker",  # gthread, slowloris-bounded
         "workers": settings.workers_or_default,
         "threads": settings.threads,
         "limit_request_line": LIMIT_REQUEST_LINE,

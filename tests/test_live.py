@@ -81,7 +81,7 @@ def check_basic_api(server: LiveServer) -> None:
 @pytest.mark.live
 def test_settee_serve_answers_the_basic_api(live_server: LiveServer) -> None:
     check_basic_api(live_server)
-    assert "Using worker: gthread" in live_server.stderr()
+    assert "Using worker: settee.server.worker.SetteeWorker" in live_server.stderr()
     if not os.path.isdir("/proc"):
         return
     deadline = time.monotonic() + 10  # /_up answers as soon as the first worker has booted

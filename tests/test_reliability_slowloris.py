@@ -29,17 +29,6 @@ MEASURE_FOR = 5.0  # seconds of well-behaved requests
 GOOD_TIMEOUT = 3.0  # a request slower than this counts as this slow
 P99_GOAL_MS = 200.0
 
-GTHREAD_SLOWLORIS = (
-    "gunicorn's gthread worker (gunicorn/workers/gthread.py ThreadWorker.handle, TConn.init) "
-    "hands a new connection to a pool thread, waits at most 5 s for its first byte, then sets "
-    "the socket blocking with no timeout and parses the request headers in that thread; a "
-    "client that trickles header bytes therefore holds a thread for as long as it likes, and "
-    "2 x threads x workers such clients hold every thread of every worker, so /_up and "
-    "document GETs queue behind them (timeouts, p99 = the client timeout). settee runs stock "
-    "gthread (server/serve.py gunicorn_options). Fix: a ThreadWorker subclass whose handle() "
-    "sets conn.sock.settimeout(read_timeout) before parsing (and a total header deadline), "
-    "given to gunicorn as worker_class; or document a buffering proxy (nginx, Caddy) in front")
-
 
 @pytest.fixture
 def slow_target(tmp_path: Path) -> Iterator[LiveServer]:
@@ -84,7 +73,6 @@ def timed_get(port: int, path: str) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.xfail(strict=True, reason=GTHREAD_SLOWLORIS)
 def test_slowloris_does_not_starve_other_clients(slow_target: LiveServer) -> None:
     server = slow_target
     db = "slow_" + uuid.uuid4().hex[:8]
