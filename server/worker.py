@@ -61,8 +61,17 @@ class DeadlineSocket(socket.socket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if self.prefix:
-            data, self.prefix = self.prefix[:bufsize], self.prefix[bufsize:]
+            data = self.prefix[:bufsize]
+            if not flags & socket.MSG_PEEK:
+                self.prefix = self.prefix[bufsize:]
             return data
+        if flags & socket.MSG_DONTWAIT:  # a timeout would make Python wait despite the flag
+            previous = self.gettimeout()
+            super().settimeout(0.0)
+            try:
+                return super().recv(bufsize, flags)
+            finally:
+                super().settimeout(previous)
         self._bound()
         return super().recv(bufsize, flags)
 
