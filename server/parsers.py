@@ -17,7 +17,7 @@ DEFAULT_PORT = 5984
 SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2,
               "g": 1024**3, "gib": 1024**3}
 _SIZE = re.compile(r"^\s*(\d[\d_]*)\s*([a-z]*)\s*$", re.IGNORECASE)
-_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:(\*|[A-Za-z_]\w*)|(\.[A-Za-z_]\w*))$")
 _ORIGIN = re.compile(r"^https?://[^/\s,]+$")
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
@@ -118,7 +118,7 @@ def names_matching(pattern: re.Pattern[str], what: str) -> Callable[[Any], tuple
     return parse
 
 
-dotted_paths = names_matching(_DOTTED, "a dotted path such as mypkg.views.by_date")
+dotted_paths = names_matching(_DOTTED, "a path such as mypkg.views:by_date or mypkg.views:*")
 header_names = names_matching(_HEADER, "an HTTP header name")
 
 

@@ -114,8 +114,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("js_time_limit", 5.0, p.seconds, "Longest one JavaScript call may run, in seconds."),
     S("js_memory_limit", 64 * 1024**2, p.size, "Memory limit of one JavaScript context."),
     S("python_views", (), p.dotted_paths,
-      "Comma-separated dotted paths of the Python view functions the operator allows "
-      "(mypkg.views.by_date); design docs may name only these."),
+      "Comma-separated Python view functions the operator allows, as module:function or "
+      "module:* (mypkg.views:by_date); design docs may name only these."),
     S("background_indexing", False, p.boolean,
       "Keep view indexes current from a background thread instead of at query time only."),
     # -- logging -------------------------------------------------------------------------------

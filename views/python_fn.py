@@ -48,7 +48,7 @@ class Registry:
         if not self.allows(path):
             raise DesignError(400, "invalid_design_doc",
                               f"Python view function {path!r} is not registered by the "
-                              "server operator (setting view_python_functions)")
+                              "server operator (setting python_views)")
         module_name, _, name = path.partition(":")
         with self._lock:
             try:

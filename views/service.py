@@ -45,9 +45,25 @@ class ViewSettings:
 
     @classmethod
     def from_settings(cls, settings: Any) -> ViewSettings:
-        """Read every field as `view_<field>` from a settings object, defaulting when absent."""
-        values = {name: getattr(settings, "view_" + name, default)
-                  for name, default in VIEW_SETTINGS.__dict__.items()}
+        """Read the server's declared settings (`python_views`, `js_pool_size`, `js_time_limit`,
+        `js_memory_limit`, `background_indexing`); a `view_<field>` value, as tests set, wins."""
+        declared: dict[str, Any] = {}
+        python_views = getattr(settings, "python_views", None)
+        if python_views:
+            declared["python_functions"] = " ".join(python_views)
+        for field, name, convert in (
+            ("js_pool_size", "js_pool_size", int),
+            ("js_time_limit_ms", "js_time_limit", lambda v: int(float(v) * 1000)),
+            ("js_memory_limit_mb", "js_memory_limit", lambda v: max(1, int(v) >> 20)),
+            ("background_indexing", "background_indexing", bool),
+        ):
+            value = getattr(settings, name, None)
+            if value is not None:
+                declared[field] = convert(value)
+        values = {}
+        for name, default in VIEW_SETTINGS.__dict__.items():
+            override = getattr(settings, "view_" + name, None)
+            values[name] = override if override is not None else declared.get(name, default)
         return cls(**values)
 
 
