@@ -222,10 +222,12 @@ class Replication:
         diff = self.target.call("POST", "/_revs_diff", body=revs)
         self._expect(diff, self.target)
         missing = {doc_id: entry.get("missing") or [] for doc_id, entry in diff.body.items()}
+        ancestors = {doc_id: entry.get("possible_ancestors") or []
+                     for doc_id, entry in diff.body.items()}
         self.stats.missing_found += sum(len(v) for v in missing.values())
         if not any(missing.values()):
             return
-        docs = self._fetch(missing)
+        docs = self._fetch(missing, ancestors)
         self.stats.docs_read += len(docs)
         if not docs:
             return
@@ -236,9 +238,13 @@ class Replication:
         self.stats.doc_write_failures += len(failures)
         self.stats.docs_written += len(docs) - len(failures)
 
-    def _fetch(self, missing: dict[str, list[str]]) -> list[dict[str, Any]]:
-        """The missing revisions with `_revisions` and inline attachments."""
-        wanted = [{"id": doc_id, "rev": rev} for doc_id, revs in missing.items() for rev in revs]
+    def _fetch(self, missing: dict[str, list[str]], ancestors: dict[str, list[str]]
+               ) -> list[dict[str, Any]]:
+        """The missing revisions with `_revisions` and inline attachments; those the target
+        already has in an ancestor (`possible_ancestors` as `atts_since`) come as stubs."""
+        wanted = [{"id": doc_id, "rev": rev, **({"atts_since": ancestors[doc_id]}
+                                                 if ancestors.get(doc_id) else {})}
+                  for doc_id, revs in missing.items() for rev in revs]
         reply = self.source.call("POST", "/_bulk_get", query={
             "revs": True, "latest": True, "attachments": True}, body={"docs": wanted})
         if reply.ok and isinstance(reply.body, dict):
@@ -248,7 +254,8 @@ class Replication:
             found = []
             for doc_id, revs in missing.items():
                 one = self.source.call("GET", _doc_path(doc_id), query={
-                    "revs": True, "latest": True, "attachments": True, "open_revs": revs})
+                    "revs": True, "latest": True, "attachments": True, "open_revs": revs,
+                    "atts_since": ancestors.get(doc_id) or None})
                 self._expect(one, self.source)
                 found.extend(entry["ok"] for entry in one.body if "ok" in entry)
         unique: dict[tuple[str, str], dict[str, Any]] = {}

@@ -231,3 +231,33 @@ def test_replication_id_depends_on_both_ends_and_the_options(app: Any) -> None:
     assert base == replication_id(a, b, Options(continuous=True, create_target=True))
     assert len({base, replication_id(b, a, Options()), replication_id(a, b, Options(
         doc_ids=["x"])), replication_id(a, b, Options(selector={"x": 1}))}) == 4
+
+
+class _Recording(LocalPeer):
+    """A local peer that keeps the documents sent to its `_bulk_docs`."""
+
+    sent: list[dict[str, Any]]
+
+    def call(self, method: str, path: str = "", *, query: dict[str, Any] | None = None,
+             body: Any = None) -> Reply:
+        if path == "/_bulk_docs":
+            self.sent = body["docs"]
+        return super().call(method, path, query=query, body=body)
+
+
+@pytest.mark.parametrize("source_kind", [LocalPeer, _NoBulkGet])
+def test_attachments_the_target_has_are_sent_as_stubs(app: Any, client: Client,
+                                                      pair: tuple[str, str],
+                                                      source_kind: type[LocalPeer]) -> None:
+    source, target = pair
+    client.put_json(f"/{source}/a", {"_attachments": {"t.txt": {
+        "content_type": "text/plain", "data": base64.b64encode(b"kept").decode()}}}, status=201)
+    _replicate(client, source=source, target=target)
+    doc = client.get(f"/{source}/a").json
+    client.put_json(f"/{source}/a", {**doc, "edited": True}, status=201)
+    recorder = _Recording(app, target)
+    out = Replication(source_kind(app, source), recorder, Options()).run()
+    assert out["history"][0]["docs_written"] == 1
+    assert recorder.sent[0]["_attachments"]["t.txt"].get("stub") is True
+    assert client.get(f"/{target}/a").json["edited"] is True
+    assert client.get(f"/{target}/a/t.txt").body == b"kept"
