@@ -25,6 +25,8 @@ RULES = [
     _r("/_dbs_info", "root.dbs_info", GET, HEAD, POST),
     _r("/_uuids", "root.uuids", GET, HEAD),
     _r("/_db_updates", "changes.db_updates", GET, HEAD),
+    _r("/_replicate", "replicate.replicate", POST),
+    _r("/_scheduler/jobs", "replicate.scheduler_jobs", GET, HEAD),
     _r("/_active_tasks", "node.active_tasks", GET, HEAD),
     _r("/_node/<node>/_prometheus", "node.prometheus", GET, HEAD),
     _r("/_node/<node>/_stats", "node.stats", GET, HEAD),
