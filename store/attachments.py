@@ -8,7 +8,7 @@ the same list rendered as CouchDB's stubs, so every reader that splices bodies (
 An edit's `_attachments` member becomes a list of `AttIn`, one per name, in order:
 
 - inline `data` (base64, decoded at the edge into a `NewBlob`): new content; its revpos is the new
-  revision's pos, or with `new_edits=false` the revpos sent (0 if none), as CouchDB keeps it;
+  revision's pos, or with `new_edits=false` the revpos sent (the revision's own pos if none);
 - `follows`: the same, with the bytes from a later part of a `multipart/related` body;
 - `stub`: keep an attachment already stored. An interactive edit finds it in the revision it
   replaces (by name, and revpos if given: `couch_att:merge_stubs`); a replicated edit looks in the
@@ -164,6 +164,9 @@ class EditAtts:
         def stored() -> Candidates:
             found = load(conn, dbid, doc_id)
             return replicated_candidates(tree, leaf, found)
+        for att in self.wanted:  # new content sent without a revpos belongs to this revision
+            if not att.stub and att.revpos is None:
+                att.revpos = revtree.pos(leaf)
         self._resolved(stored, None, strict_digest=True)
 
     def _resolved(self, stored: Callable[[], Candidates], revpos: int | None, *, strict_digest: bool

@@ -296,3 +296,12 @@ def test_local_documents_take_no_attachments(client: Client, fresh_db: str) -> N
     client.post_json(f"/{fresh_db}/_bulk_docs",
                      {"docs": [{"_id": "_local/x", "_attachments": {"a": inline(b"x")}}]},
                      status=400)
+
+
+def test_replicated_inline_data_without_revpos_belongs_to_its_revision(client: Client,
+                                                                       fresh_db: str) -> None:
+    doc = {"_id": "r", "_rev": "3-" + "c" * 32,
+           "_attachments": {"a.txt": {"content_type": "text/plain", "data": b64(b"hello")}}}
+    client.post_json(f"/{fresh_db}/_bulk_docs", {"docs": [doc], "new_edits": False}, status=201)
+    got = client.get(f"/{fresh_db}/r?attachments=true").json["_attachments"]["a.txt"]
+    assert got["revpos"] == 3 and got["data"] == b64(b"hello")
