@@ -303,5 +303,6 @@ def test_replicated_inline_data_without_revpos_belongs_to_its_revision(client: C
     doc = {"_id": "r", "_rev": "3-" + "c" * 32,
            "_attachments": {"a.txt": {"content_type": "text/plain", "data": b64(b"hello")}}}
     client.post_json(f"/{fresh_db}/_bulk_docs", {"docs": [doc], "new_edits": False}, status=201)
-    got = client.get(f"/{fresh_db}/r?attachments=true").json["_attachments"]["a.txt"]
+    got = client.get(f"/{fresh_db}/r?attachments=true",
+                     headers={"Accept": "application/json"}).json["_attachments"]["a.txt"]
     assert got["revpos"] == 3 and got["data"] == b64(b"hello")
