@@ -280,7 +280,7 @@ def test_settee_serve_writes_the_access_log_to_stdout_as_json(tmp_path: Path) ->
         {("PUT", "/served", 201, "served"), ("GET", "/served", 200, "served")}
     assert lines[0]["path"] == "/_up"
     assert all(json.loads(line)["logger"] for line in stderr.splitlines() if line)
-    assert "Using worker: gthread" in stderr
+    assert "Using worker: settee.server.worker.SetteeWorker" in stderr
 
 
 @pytest.mark.live
