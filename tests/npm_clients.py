@@ -76,7 +76,7 @@ def ensure_installed() -> None:
         try:
             proc = subprocess.run(
                 [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=JS_DIR,
-                capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
+                capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
             _unavailable(f"`npm ci` in {JS_DIR} took more than {INSTALL_TIMEOUT:.0f} s")
         if proc.returncode != 0:
@@ -104,7 +104,8 @@ def run_script(script: str, *args: str, timeout: float = 120.0) -> ScriptRun:
     ensure_installed()
     argv = [node_binary(), str(JS_DIR / script), *args]
     try:
-        proc = subprocess.run(argv, cwd=JS_DIR, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(argv, cwd=JS_DIR, capture_output=True, text=True, timeout=timeout,
+                              check=False)
         returncode, output = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout or b""

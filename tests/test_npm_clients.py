@@ -6,7 +6,10 @@
   directions; after each step both sides hold the same docs, winning revs, `_conflicts`,
   attachment digests and bytes.
 * nano 10 (`tests/js/nano_client.mjs`): db, doc, bulk, view, changes (normal feed and the
-  long-polling `changesReader`) and attachment (standalone and multipart) calls.
+  long-polling `changesReader`), attachment (standalone and multipart), server (`info`, `uuids`,
+  `compact`, `updates`) and `db.replicate` calls. The script probes views (`GET
+  /db/_design/x/_view/y`) and `POST /_replicate` first and reports the step SKIPPED, with the
+  answer that showed it missing, when settee answers 501 `not_implemented` or 404.
 
 Each script runs once per backend; every step it reports is a test of its own here, so a failure
 names the step and shows the script's whole output. npm packages are installed by `npm_clients`
@@ -25,8 +28,10 @@ from live import LiveServer
 
 pytestmark = pytest.mark.live
 
-SYNC_STEPS = ["setup", "create", "update", "delete", "conflicts", "resolve", "attachments", "final"]
-NANO_STEPS = ["db", "doc", "bulk", "view", "changes", "changes-reader", "attachments", "cleanup"]
+SYNC_STEPS = ["setup", "create", "odd-ids", "update", "delete", "conflicts", "resolve", "attachments",
+              "final"]
+NANO_STEPS = ["db", "doc", "bulk", "view", "changes", "changes-reader", "attachments", "server",
+              "replicate", "cleanup"]
 
 # Settee defects a step is known to hit: {(script, step): reason}. Each is passed to the script as
 # `--known-bug STEP` (it prints KNOWN-BUG instead of FAILED) and the step's test is a strict xfail,
@@ -77,39 +82,27 @@ def server(request: pytest.FixtureRequest,
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
 
 
-def views_implemented(live: LiveServer) -> bool:
-    """False when settee answers a view query with 501 `not_implemented` (views unfinished)."""
-    db = "probe_" + uuid.uuid4().hex[:8]
-    assert live.request("PUT", f"/{db}").status == 201
-    try:
-        reply = live.request("GET", f"/{db}/_design/x/_view/y")
-        return not (reply.status == 501 and reply.json().get("error") == "not_implemented")
-    finally:
-        live.request("DELETE", f"/{db}")
-
-
 @pytest.fixture(scope="module")
 def sync_run(server: LiveServer) -> npm_clients.ScriptRun:
     db = "pouch_" + uuid.uuid4().hex[:10]
     return npm_clients.run_script("pouchdb_sync.mjs", server.url, db,
-                                  *_known_bug_args("pouchdb_sync.mjs"), timeout=150)
+                                  *_known_bug_args("pouchdb_sync.mjs"), timeout=100)
 
 
 @pytest.fixture(scope="module")
 def nano_run(server: LiveServer) -> npm_clients.ScriptRun:
-    args = [] if views_implemented(server) else ["--skip", "view"]
     prefix = "nano_" + uuid.uuid4().hex[:10]
-    return npm_clients.run_script("nano_client.mjs", server.url, prefix, *args,
-                                  *_known_bug_args("nano_client.mjs"), timeout=90)
+    return npm_clients.run_script("nano_client.mjs", server.url, prefix,
+                                  *_known_bug_args("nano_client.mjs"), timeout=60)
 
 
-def _check_step(run: npm_clients.ScriptRun, step: str, skip_reason: str = "") -> None:
+def _check_step(run: npm_clients.ScriptRun, step: str) -> None:
     outcome = run.steps.get(step)
     if outcome is None:
         pytest.fail(f"the script never reported step {step!r}\n{run.report()}", pytrace=False)
     status, message = outcome
     if status == "SKIPPED":
-        pytest.skip(skip_reason or message)
+        pytest.skip(f"{step}: {message}")
     if status in ("ok", "UNEXPECTED-PASS"):  # the latter makes a strict xfail fail: bug fixed
         return
     pytest.fail(f"step {step}: {status}: {message}\n\n{run.report()}", pytrace=False)
@@ -122,8 +115,7 @@ def test_pouchdb_live_sync(sync_run: npm_clients.ScriptRun, step: str) -> None:
 
 @pytest.mark.parametrize("step", _step_params("nano_client.mjs", NANO_STEPS))
 def test_nano(nano_run: npm_clients.ScriptRun, step: str) -> None:
-    _check_step(nano_run, step, skip_reason="settee answers view queries with 501 "
-                "not_implemented (views unfinished); nano's view calls not tested")
+    _check_step(nano_run, step)
 
 
 def test_scripts_exit_status(sync_run: npm_clients.ScriptRun,

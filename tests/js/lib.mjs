@@ -10,6 +10,9 @@ import { Buffer } from 'node:buffer';
 
 export class Mismatch extends Error {}
 
+/** Thrown by a step that found what it tests is absent; the step printed why. */
+export class Skip extends Error {}
+
 export function parseArgs(argv, names) {
   const positional = [];
   const opts = { knownBugs: new Set(), skip: new Set() };
@@ -85,8 +88,12 @@ export class Steps {
     }
     const known = this.opts.knownBugs.has(name);
     const t0 = Date.now();
+    const limit = Number(this.opts['step-timeout-ms'] || 45000);
+    let timer;
     try {
-      await fn();
+      await Promise.race([fn(), new Promise((resolve, reject) => {
+        timer = setTimeout(() => reject(new Mismatch(`step did not finish within ${limit} ms`)), limit);
+      })]);
       if (known) {
         this.unexpectedPasses.push(name);
         console.log(`STEP ${name} UNEXPECTED-PASS (declared a known bug) (${Date.now() - t0} ms)`);
@@ -94,12 +101,15 @@ export class Steps {
         console.log(`STEP ${name} ok (${Date.now() - t0} ms)`);
       }
     } catch (err) {
+      if (err instanceof Skip) return;
       const why = err instanceof Mismatch ? err.message : (err && err.stack) || String(err);
       if (known) console.log(`STEP ${name} KNOWN-BUG: ${why}`);
       else {
         this.failed.push(name);
         console.log(`STEP ${name} FAILED: ${why}`);
       }
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -134,8 +134,14 @@ async function remotePut(doc) {
   return res.body.rev;
 }
 
+// Ids and attachment names that need escaping on the wire, made on both sides.
+const ODD_IDS = ['with space', 'slash/inside', 'plus+sign', 'ünïcödé-é', 'percent%25x', 'emoji-😀',
+  'colon:x', 'q?mark', 'hash#tag', 'amp&eq=1', "quote'\"", 'back\\slash'];
+const ODD_ATT = 'dir/file name+ü.txt';
+let extra = 0;
+
 function liveCount() {
-  return TOTAL - expectDeleted.size;
+  return TOTAL + extra - expectDeleted.size;
 }
 
 // -- the steps ----------------------------------------------------------------------------------
@@ -192,6 +198,27 @@ await steps.run('create', async () => {
   await converge('after creates', TOTAL);
 });
 
+await steps.run('odd-ids', async () => {
+  for (const [k, raw] of ODD_IDS.entries()) {
+    for (const side of ['local', 'remote']) {
+      const id = `${side}-${raw}`;
+      const data = bytesFor(id, k);
+      const doc = { _id: id, side, odd: raw };
+      if (side === 'local') {
+        await local.put({ ...doc, _attachments: { [ODD_ATT]: { content_type: 'text/plain', data } } });
+      } else {
+        const rev = await remotePut(doc);
+        const put = await http(base, 'PUT', `${dbPath}/${encodeURIComponent(id)}/` +
+          `${ODD_ATT.split('/').map(encodeURIComponent).join('/')}?rev=${rev}`, data, { 'Content-Type': 'text/plain' });
+        assert(put.status === 201, `standalone attachment on ${JSON.stringify(id)}: ${put.describe()}`);
+      }
+      expectAtt.set(id, { [ODD_ATT]: data });
+      extra++;
+    }
+  }
+  await converge('after creating docs with odd ids', liveCount());
+});
+
 await steps.run('update', async () => {
   // PouchDB updates settee-made docs, settee updates PouchDB-made docs, each touching attachments.
   const n = Math.min(60, HALF);
@@ -221,7 +248,7 @@ await steps.run('update', async () => {
       expectAtt.set(id, { 'note.txt': data });
     }
   }
-  await converge('after updates', TOTAL);
+  await converge('after updates', liveCount());
 });
 
 await steps.run('delete', async () => {
@@ -257,6 +284,7 @@ await steps.run('delete', async () => {
 });
 
 const conflictDocs = { local: [], remote: [] }; // which side's edit must win
+const branchAtts = new Map(); // id -> bytes of the attachment only the losing branch has
 
 await steps.run('conflicts', async () => {
   await stopSync(); // both sides edit offline, then sync again
@@ -270,16 +298,29 @@ await steps.run('conflicts', async () => {
       assertEqual(ldoc._rev, rdoc._rev, `${id} before the offline edits`);
       const localEdits = winner === 'local' ? 2 : 1;
       const remoteEdits = winner === 'remote' ? 2 : 1;
+      // the first two losing branches each way carry a new attachment of their own
+      const branchAtt = i < 102 ? bytesFor(`${id} losing branch`, i) : null;
       let lcur = ldoc;
       for (let k = 0; k < localEdits; k++) {
-        const res = await local.put({ ...lcur, edit: `local-${k}`, by: 'local' });
+        const body = { ...lcur, edit: `local-${k}`, by: 'local' };
+        if (branchAtt && winner === 'remote') {
+          body._attachments = { ...(lcur._attachments || {}),
+            'branch.txt': { content_type: 'text/plain', data: branchAtt } };
+        }
+        const res = await local.put(body);
         lcur = { ...lcur, _rev: res.rev };
       }
       let rcur = rdoc;
       for (let k = 0; k < remoteEdits; k++) {
-        const rev = await remotePut({ ...rcur, edit: `remote-${k}`, by: 'remote' });
+        const body = { ...rcur, edit: `remote-${k}`, by: 'remote' };
+        if (branchAtt && winner === 'local') { // inline base64 in a PUT, next to the stubs
+          body._attachments = { ...(rcur._attachments || {}),
+            'branch.txt': { content_type: 'text/plain', data: branchAtt.toString('base64') } };
+        }
+        const rev = await remotePut(body);
         rcur = { ...rcur, _rev: rev };
       }
+      if (branchAtt) branchAtts.set(id, branchAtt);
     }
   }
   sync = startSync();
@@ -295,6 +336,16 @@ await steps.run('conflicts', async () => {
       assertEqual(rdoc._conflicts, ldoc._conflicts, `_conflicts of ${id} (settee vs PouchDB)`);
       const gen = Number(ldoc._rev.split('-')[0]);
       assertEqual(Number(ldoc._conflicts[0].split('-')[0]), gen - 1, `losing rev generation of ${id}`);
+      const branch = branchAtts.get(id);
+      if (branch) { // the losing rev's own attachment reached the other side intact
+        const loser = ldoc._conflicts[0];
+        const lbytes = await local.getAttachment(id, 'branch.txt', { rev: loser });
+        const res = await http(base, 'GET', `${dbPath}/${id}/branch.txt?rev=${loser}`);
+        assert(res.status === 200, `settee ${res.describe()}`);
+        assert(Buffer.compare(lbytes, branch) === 0, `PouchDB bytes of ${id}/branch.txt at ${loser} differ`);
+        assert(Buffer.compare(res.raw, branch) === 0, `settee bytes of ${id}/branch.txt at ${loser} differ`);
+        assert(!rdoc._attachments || !rdoc._attachments['branch.txt'], `the winner of ${id} has branch.txt`);
+      }
     }
   }
 });
@@ -318,6 +369,19 @@ await steps.run('resolve', async () => {
     const rdoc = await remoteDoc(id, '?conflicts=true');
     assert(!ldoc._conflicts, `PouchDB still has _conflicts on ${id}: ${JSON.stringify(ldoc._conflicts)}`);
     assert(!rdoc._conflicts, `settee still has _conflicts on ${id}: ${JSON.stringify(rdoc._conflicts)}`);
+    // the whole tree agrees: deleted leaves, the winner's history, every leaf
+    // (PouchDB has no `deleted_conflicts` option: its deleted leaves come from open_revs=all)
+    const lfull = await local.get(id, { revs: true });
+    const rfull = await remoteDoc(id, '?deleted_conflicts=true&revs=true');
+    assertEqual(rfull._revisions, lfull._revisions, `_revisions of ${id} (settee vs PouchDB)`);
+    const lopen = await local.get(id, { open_revs: 'all' });
+    const lleaves = lopen.map((r) => r.ok._rev).sort();
+    const ldeleted = lopen.filter((r) => r.ok._deleted).map((r) => r.ok._rev).sort();
+    assertEqual(ldeleted.length, 1, `PouchDB deleted leaves of ${id}`);
+    assertEqual(rfull._deleted_conflicts, ldeleted, `settee _deleted_conflicts vs PouchDB deleted leaves of ${id}`);
+    const rleaves = await http(base, 'GET', `${dbPath}/${id}?open_revs=all`, undefined, { Accept: 'application/json' });
+    assert(rleaves.status === 200 && Array.isArray(rleaves.body), `settee ${rleaves.describe()}`);
+    assertEqual(rleaves.body.map((r) => r.ok._rev).sort(), lleaves, `open_revs=all leaves of ${id}`);
   }
 });
 
@@ -332,7 +396,7 @@ await steps.run('attachments', async () => {
       `PouchDB attachment names of ${id}`);
     for (const [name, data] of Object.entries(atts)) {
       const lbytes = await local.getAttachment(id, name);
-      const res = await http(base, 'GET', `${dbPath}/${id}/${name}`);
+      const res = await http(base, 'GET', `${dbPath}/${encodeURIComponent(id)}/${name.split('/').map(encodeURIComponent).join('/')}`);
       assert(res.status === 200, `settee ${res.describe()}`);
       assert(Buffer.compare(lbytes, data) === 0, `PouchDB bytes of ${id}/${name} differ`);
       assert(Buffer.compare(res.raw, data) === 0, `settee bytes of ${id}/${name} differ`);
