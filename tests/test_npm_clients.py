@@ -5,6 +5,9 @@
   delete, add and replace attachments (inline base64 and standalone), and make conflicts in both
   directions; after each step both sides hold the same docs, winning revs, `_conflicts`,
   attachment digests and bytes.
+* PouchDB's HTTP adapter as a plain client (`tests/js/pouchdb_http.mjs`): CRUD, bulkGet,
+  revsDiff, attachments, a live changes feed, `query` (views), 3 MB attachments replicated both
+  ways, destroy.
 * nano 10 (`tests/js/nano_client.mjs`): db, doc, bulk, view, changes (normal feed and the
   long-polling `changesReader`), attachment (standalone and multipart), server (`info`, `uuids`,
   `compact`, `updates`) and `db.replicate` calls. The script probes views (`GET
@@ -30,6 +33,8 @@ pytestmark = pytest.mark.live
 
 SYNC_STEPS = ["setup", "create", "odd-ids", "update", "delete", "conflicts", "resolve", "attachments",
               "final"]
+HTTP_STEPS = ["crud", "bulkget-revsdiff", "attachments", "changes-live", "query", "big-attachments",
+              "destroy"]
 NANO_STEPS = ["db", "doc", "bulk", "view", "changes", "changes-reader", "attachments", "server",
               "replicate", "cleanup"]
 
@@ -90,6 +95,13 @@ def sync_run(server: LiveServer) -> npm_clients.ScriptRun:
 
 
 @pytest.fixture(scope="module")
+def pouch_http_run(server: LiveServer) -> npm_clients.ScriptRun:
+    db = "pouchhttp_" + uuid.uuid4().hex[:10]
+    return npm_clients.run_script("pouchdb_http.mjs", server.url, db,
+                                  *_known_bug_args("pouchdb_http.mjs"), timeout=60)
+
+
+@pytest.fixture(scope="module")
 def nano_run(server: LiveServer) -> npm_clients.ScriptRun:
     prefix = "nano_" + uuid.uuid4().hex[:10]
     return npm_clients.run_script("nano_client.mjs", server.url, prefix,
@@ -113,15 +125,21 @@ def test_pouchdb_live_sync(sync_run: npm_clients.ScriptRun, step: str) -> None:
     _check_step(sync_run, step)
 
 
+@pytest.mark.parametrize("step", _step_params("pouchdb_http.mjs", HTTP_STEPS))
+def test_pouchdb_http_adapter(pouch_http_run: npm_clients.ScriptRun, step: str) -> None:
+    _check_step(pouch_http_run, step)
+
+
 @pytest.mark.parametrize("step", _step_params("nano_client.mjs", NANO_STEPS))
 def test_nano(nano_run: npm_clients.ScriptRun, step: str) -> None:
     _check_step(nano_run, step)
 
 
 def test_scripts_exit_status(sync_run: npm_clients.ScriptRun,
+                             pouch_http_run: npm_clients.ScriptRun,
                              nano_run: npm_clients.ScriptRun) -> None:
     """A non-zero exit with every step ok (a crash after the steps, an unexpected pass) fails."""
-    for run in (sync_run, nano_run):
+    for run in (sync_run, pouch_http_run, nano_run):
         failing = {s: v for s, v in run.steps.items() if v[0] not in ("ok", "SKIPPED", "KNOWN-BUG")}
         if not failing:
             assert run.returncode == 0, run.report()

@@ -46,7 +46,11 @@ let sync = null;
 
 function startSync() {
   const s = local.sync(remote, { live: true, retry: true, back_off_function: () => 200 });
-  s.on('change', () => { events.changes++; });
+  events.read = { push: 0, pull: 0 };
+  s.on('change', (info) => {
+    events.changes++;
+    events.read[info.direction] += info.change.docs.length;
+  });
   s.on('denied', (err) => { events.denied.push(err); });
   s.on('error', (err) => { events.errors.push(err); });
   s.on('paused', (err) => { if (err) events.pausedErrors.push(err); });
@@ -325,6 +329,9 @@ await steps.run('conflicts', async () => {
   }
   sync = startSync();
   await converge('after conflicting offline edits', liveCount());
+  // the restarted sync resumed from its checkpoints (`_local` docs on both sides), not from 0
+  assert(events.read.push <= 4 * n && events.read.pull <= 4 * n,
+    `the restarted sync re-read ${JSON.stringify(events.read)} docs for ${4 * n} offline edits`);
   for (const [winner, ids] of Object.entries(conflictDocs)) {
     for (const id of ids) {
       const ldoc = await local.get(id, { conflicts: true });
