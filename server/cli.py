@@ -1,5 +1,5 @@
 """The `settee` command: `serve` under gunicorn, `check-config`, `settings-table`, and the data
-commands `dump`, `load` and `compact` on the library API.
+commands `dump`, `load`, `compact`, `reindex` and `replicate` on the library API.
 
 Setting flags are generated from `settings.SETTINGS`, so a new setting is a new flag with no code
 here. Precedence is that of `settings.resolve`: defaults < config file < `SETTEE_*` environment <
@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from ..store.errors import StoreError
-from . import serve, transfer
+from . import commands, serve, transfer
 from .settings import (
     CONFIG_ENV,
     SETTINGS,
@@ -66,6 +66,18 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 ("Drop the bodies of non-leaf revisions and stem rev trees to `_revs_limit`, as "
                  "POST /{db}/_compact does, and report the sizes before and after."),
                 "settee compact recipes"),
+    "reindex": ("bring a database's view indexes up to date",
+                ("Update every view index of DB (or only those of --ddoc) to the database's "
+                 "current seq, as a query would before answering, showing how far each design "
+                 "document is; exit 1 if a design document cannot be indexed."),
+                "settee reindex recipes --ddoc by_author"),
+    "replicate": ("replicate SOURCE to TARGET once (local db names or URLs)",
+                  ("Run one one-shot replication from SOURCE to TARGET, each a database of the "
+                   "configured store or an http(s) URL (credentials in the URL), resuming from "
+                   "the checkpoints of earlier runs. Progress (docs read and written) goes to "
+                   "stderr, CouchDB's _replicate answer to stdout; exit 1 on failure."),
+                  ("settee replicate recipes http://admin:pw@db.example.com:5984/recipes "
+                   "--create-target")),
 }
 
 
@@ -91,7 +103,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 def settings_epilog() -> str:
     """Every setting, for `settee --help`."""
-    lines = ["settings: each is a flag of serve, check-config, dump, load and compact, an",
+    lines = ["settings: each is a flag of every command but settings-table, an",
              "environment variable, and a key of the --config TOML file (flag > environment >",
              "config file > default):"]
     for setting in SETTINGS:
@@ -115,18 +127,25 @@ def build_parser() -> argparse.ArgumentParser:
         sub[name] = commands.add_parser(
             name, help=summary, description=description, epilog=f"example:\n  {example}",
             formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name in ("dump", "load", "compact"):
+    for name in ("dump", "load", "compact", "reindex"):
         sub[name].add_argument("db", metavar="DB", help="database name")
+    sub["reindex"].add_argument("--ddoc", metavar="NAME", help="only this design document")
+    sub["replicate"].add_argument("source", metavar="SOURCE", help="database name or URL")
+    sub["replicate"].add_argument("target", metavar="TARGET", help="database name or URL")
+    sub["replicate"].add_argument("--create-target", action="store_true",
+                                  help="create TARGET if it does not exist")
+    sub["replicate"].add_argument("--batch-size", type=int, default=100, metavar="N",
+                                  help="changes per batch (default 100)")
     sub["dump"].add_argument("--output", "-o", metavar="FILE", default="-",
                              help="write to FILE instead of stdout")
     sub["load"].add_argument("file", metavar="FILE", help="JSON lines to load (- for stdin)")
     sub["load"].add_argument("--batch-size", type=int, default=transfer.BATCH, metavar="N",
                              help=f"documents per transaction (default {transfer.BATCH})")
-    for name in ("dump", "load"):
+    for name in ("dump", "load", "reindex", "replicate"):
         sub[name].add_argument("--quiet", "-q", action="store_true", help="no progress output")
     sub["settings-table"].add_argument("--update", metavar="FILE",
                                        help="rewrite the table between the markers in FILE")
-    for name in ("serve", "check-config", "dump", "load", "compact"):
+    for name in ("serve", "check-config", *DATA_COMMANDS):
         _add_setting_flags(sub[name])
     return parser
 
@@ -231,6 +250,8 @@ DATA_COMMANDS: Mapping[str, Callable[[Settings, argparse.Namespace], int]] = {
     "dump": transfer.dump_command,
     "load": transfer.load_command,
     "compact": transfer.compact_command,
+    "reindex": commands.reindex_command,
+    "replicate": commands.replicate_command,
 }
 
 
