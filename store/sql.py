@@ -15,7 +15,10 @@ from .engine import Tx
 from .errors import BadRequest
 
 
-@lru_cache(maxsize=256)
+INSERT_CHUNK = 200
+
+
+@lru_cache(maxsize=1024)
 def _for_format(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
@@ -65,13 +68,25 @@ def execute(conn: Tx, sql: str, params: Sequence[Any] = ()) -> int:
 
 
 def executemany(conn: Tx, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-    """Run one statement for many parameter rows through the driver cursor."""
+    """Run one statement for many parameter rows through the driver cursor.
+
+    On PostgreSQL a plain `INSERT ... VALUES (...)` becomes multi-row VALUES statements of up
+    to `INSERT_CHUNK` rows: one round trip per chunk instead of one per row.
+    """
     rows = list(rows)
     if not rows:
         return
     cur = conn.cursor()
     try:
-        cur.executemany(_dialect_sql(conn, sql), rows)
+        head, sep, values = sql.rpartition(" VALUES ")
+        if conn.dialect != "sqlite" and sep and head.lstrip().upper().startswith("INSERT") \
+                and values.strip().startswith("(") and values.strip().endswith(")"):
+            row_sql = values.strip()
+            for chunk in chunks(rows, INSERT_CHUNK):
+                stmt = f"{head} VALUES {', '.join([row_sql] * len(chunk))}"
+                cur.execute(_dialect_sql(conn, stmt), [p for row in chunk for p in row])
+        else:
+            cur.executemany(_dialect_sql(conn, sql), rows)
     finally:
         cur.close()
 
