@@ -29,7 +29,8 @@ pytestmark = pytest.mark.live
 # once with what it has (server/feeds.py), and the kernel spreads connections unevenly over the
 # workers: 8 workers (512 slots) hold the 220 feeds; the catalogue's 500 + 100 on 4 workers (256
 # slots) cannot all wait, so the soak size is the CI one. A long-poll that ends
-# early is re-sent from its `last_seq`, as CouchDB clients do, and counted.
+# early is re-sent from its `last_seq` on a new connection, as CouchDB clients do, and counted.
+# The feeds open only once every worker is up: before that, one worker takes every connection.
 LONGPOLLS = 200
 CONTINUOUS = 20
 WORKERS = 8
@@ -56,6 +57,10 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
                                  else url, workers=WORKERS, threads=THREADS)
         live.start()
         try:
+            deadline = time.monotonic() + 30  # /_up answers once the first worker is up
+            while len(live.worker_pids()) < WORKERS and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)  # the last workers finish booting
             yield request.param, live
         finally:
             live.stop()
@@ -88,6 +93,8 @@ def test_open_feeds_keep_latency(server: tuple[str, LiveServer]) -> None:
                     break
                 with lock:
                     early[0] += 1
+                conn.close()  # a new connection may reach a worker with a free slot
+                conn = http.client.HTTPConnection(HOST, live.port, timeout=120)
                 time.sleep(0.2)
             if reply.status != 200 or [r["id"] for r in body["results"]] != ["wake"]:
                 feed_errors.append(f"longpoll: {reply.status} {body}")
