@@ -35,7 +35,7 @@ class Settee:
             synchronous=settings.sqlite_synchronous,
             busy_timeout_ms=settings.busy_timeout_ms,
             compress_threshold=settings.compress_threshold or None,
-            pool_size=max(4, min(32, settings.threads)),
+            pool_size=max(2, min(8, settings.threads)),  # PostgreSQL: workers x this < max_connections
         ))
         self.adapter: MapAdapter = url_map.bind("settee", "/")
         self.reserved: MapAdapter = reserved_map.bind("settee", "/")

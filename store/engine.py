@@ -88,7 +88,7 @@ class Engine:
         return sa.create_engine(
             url,
             pool_size=self.pool_size,
-            max_overflow=self.pool_size,
+            max_overflow=max(2, self.pool_size // 2),
             pool_pre_ping=True,
             isolation_level="READ COMMITTED",
             connect_args={"options": options},
