@@ -24,6 +24,7 @@ import reliability
 from live import HOST, LiveServer
 from reliability import BACKENDS, StoreView, figure, sized
 from test_reliability_crash import check_inv, kill_whole_server, wait_up
+from test_reliability_schema_race import create_schema_first
 from writeload import REQUEST_TIMEOUT, Client, Harness
 
 pytest_plugins = ["reliability_report"]
@@ -36,6 +37,7 @@ KILLS = sized(4, 50)
 def target(request: pytest.FixtureRequest, tmp_path: Path
            ) -> Iterator[tuple[str, LiveServer, StoreView]]:
     with reliability.store_url_for(request.param, request, tmp_path) as url:
+        create_schema_first(url)  # see test_reliability_schema_race
         server = LiveServer.settee(tmp_path, database_url=None if request.param == "sqlite"
                                    else url, workers=4, threads=4)
         view = StoreView(url)

@@ -20,6 +20,7 @@ import pytest
 import reliability
 from live import HOST, LiveServer
 from reliability import BACKENDS, figure, percentile, sized
+from test_reliability_schema_race import create_schema_first
 
 pytest_plugins = ["reliability_report"]
 
@@ -53,6 +54,7 @@ PG_POOL = ("DEFECT: on PostgreSQL each worker's engine pool is sized from its th
     strict=True, raises=AssertionError, reason=PG_POOL)) for b in BACKENDS])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, LiveServer]]:
     with reliability.store_url_for(request.param, request, tmp_path) as url:
+        create_schema_first(url)  # see test_reliability_schema_race
         live = LiveServer.settee(tmp_path, database_url=None if request.param == "sqlite"
                                  else url, workers=WORKERS, threads=THREADS)
         live.start()

@@ -21,6 +21,7 @@ import pytest
 import reliability
 from live import HOST, LiveServer
 from reliability import BACKENDS, error_shape_problem, figure, percentile
+from test_reliability_schema_race import create_schema_first
 
 pytest_plugins = ["reliability_report"]
 
@@ -41,6 +42,7 @@ RUNAWAYS = {
 @pytest.fixture(params=BACKENDS)
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, LiveServer]]:
     with reliability.store_url_for(request.param, request, tmp_path) as url:
+        create_schema_first(url)  # see test_reliability_schema_race
         live = LiveServer.settee(tmp_path, database_url=None if request.param == "sqlite"
                                  else url, workers=1, threads=8,
                                  env={"SETTEE_JS_TIME_LIMIT": str(JS_TIME_LIMIT)})

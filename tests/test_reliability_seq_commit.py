@@ -19,6 +19,7 @@ import pytest
 import reliability
 from live import HOST, LiveServer
 from reliability import BACKENDS, figure, sized
+from test_reliability_schema_race import create_schema_first
 
 pytest_plugins = ["reliability_report"]
 
@@ -32,6 +33,7 @@ WRITES = sized(40, 500)  # per writer
 @pytest.fixture(params=BACKENDS)
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, LiveServer]]:
     with reliability.store_url_for(request.param, request, tmp_path) as url:
+        create_schema_first(url)  # see test_reliability_schema_race
         live = LiveServer.settee(tmp_path, database_url=None if request.param == "sqlite"
                                  else url, workers=4, threads=8)
         live.start()
