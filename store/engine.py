@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from .errors import StoreBusy, StoreFull
@@ -120,10 +121,13 @@ class Engine:
         return engine
 
     def create_schema(self, metadata: sa.MetaData) -> None:
-        """Create missing tables (idempotent; safe when several processes race)."""
-        with self.sa.begin() as conn:
+        """Create missing tables (idempotent; safe when several processes race).
+
+        Concurrent first starts are serialised: on PostgreSQL by an advisory lock, on SQLite by
+        the writers' file lock, so no worker sees a table half-created by another.
+        """
+        with self._writer_queue(self.is_sqlite), self.sa.begin() as conn:
             if not self.is_sqlite:
-                # Serialise concurrent first starts on PostgreSQL.
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(5984)")
             metadata.create_all(conn, checkfirst=True)
 
@@ -200,7 +204,12 @@ class Engine:
             raw = self.sa.raw_connection()
             self._local.raw = (os.getpid(), self._engine, raw)
             return raw
-        return self.sa.raw_connection()
+        try:
+            return self.sa.raw_connection()
+        except DBAPIError as exc:  # the server is out of connection slots: try again later
+            if getattr(exc.orig, "sqlstate", None) == "53300" or "too many clients" in str(exc):
+                raise StoreBusy("The database server has no free connections; try again.") from exc
+            raise
 
     def _abandon(self, raw: Any) -> None:
         """Roll back; if even that fails, the connection is not reused."""
@@ -256,14 +265,16 @@ class Engine:
                 yield
             return
         deadline = time.monotonic() + self.busy_timeout_ms / 1000
-        if not self._write_mutex.acquire(timeout=self.busy_timeout_ms / 1000):
+        mutex = self._write_mutex  # the one acquired is the one released
+        if not mutex.acquire(timeout=self.busy_timeout_ms / 1000):
             raise StoreBusy()
         try:
             if self._lock_fd is None:
                 self._lock_fd = os.open(path + ".writelock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._lock_fd
             while True:
                 try:
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
@@ -272,9 +283,9 @@ class Engine:
             try:
                 yield
             finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            self._write_mutex.release()
+            mutex.release()
 
 
 class Tx:

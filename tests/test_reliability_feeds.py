@@ -41,13 +41,13 @@ P99_MS = 200.0
 WAKE_LIMIT_S = 5.0
 
 
-PG_POOL = ("DEFECT: on PostgreSQL each worker's engine pool is sized from its threads "
-           "(server/app.py pool_size=min(32, threads), store/engine.py max_overflow=pool_size, "
-           "so up to 64 connections per worker plus the notifier's) with no regard to the "
-           "server's max_connections (100 here): when the long-polls wake at once the workers "
-           "open more connections than PostgreSQL allows, and requests answer 500 unknown_error "
-           "('FATAL: sorry, too many clients already') instead of waiting for a pooled "
-           "connection or answering 503")
+PG_POOL = (
+    "DEFECT (open): this test runs 8 workers (64 waiting feeds each); on PostgreSQL each worker "
+    "may hold 8 pooled + 4 overflow connections plus a LISTEN connection (server/app.py, "
+    "store/engine.py), so 8 workers reach ~104 > max_connections (100 here) when the long-polls "
+    "wake at once. Running out of connections now answers 503 instead of 500, but requests still "
+    "fail; a pool that waits for a free connection under a per-process cap (or PgBouncer) is the "
+    "fix")
 
 
 @pytest.fixture(params=[b if b == "sqlite" else pytest.param(b, marks=pytest.mark.xfail(

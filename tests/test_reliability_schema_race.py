@@ -22,7 +22,6 @@ SCHEMA_RACE = (
     "settee_docs already exists' -> a 500 on a worker's first request")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=SCHEMA_RACE)
 def test_concurrent_setup_of_a_fresh_sqlite_store(tmp_path: Path) -> None:
     errors: list[str] = []
     for n in range(ROUNDS):
