@@ -126,7 +126,8 @@ class Engine:
         Concurrent first starts are serialised: on PostgreSQL by an advisory lock, on SQLite by
         the writers' file lock, so no worker sees a table half-created by another.
         """
-        with self._writer_queue(self.is_sqlite), self.sa.begin() as conn:
+        engine = self.sa  # built first: that makes the data directory and resets writer locks
+        with self._writer_queue(self.is_sqlite), engine.begin() as conn:
             if not self.is_sqlite:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(5984)")
             metadata.create_all(conn, checkfirst=True)
