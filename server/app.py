@@ -13,8 +13,10 @@ from werkzeug.routing import MapAdapter
 from werkzeug.wrappers import Response
 
 from ..store import Store, StoreConfig
+from . import access, auth, cors
 from .errors import BadRequest, UriTooLong, error_response
 from .routes import reserved_map, url_map
+from .passwords import Hash
 from .settings import Settings, resolve
 from .wrappers import SEGMENT_SLASH, SetteeRequest, raw_segments, routing_path, unslash
 
@@ -37,6 +39,7 @@ class Settee:
             compress_threshold=settings.compress_threshold or None,
             pool_size=max(2, min(8, settings.threads)),  # PostgreSQL: workers x this < max_connections
         ))
+        self.admin_hash: Hash | None = auth.admin_hash(settings)
         self.adapter: MapAdapter = url_map.bind("settee", "/")
         self.reserved: MapAdapter = reserved_map.bind("settee", "/")
         self._static_words = frozenset(
@@ -54,9 +57,10 @@ class Settee:
         request = SetteeRequest(environ)
         request.settings = self.settings
         try:
-            response = self.dispatch(request, environ)
+            response = cors.preflight(self.settings, request) or self.dispatch(request, environ)
         except Exception as exc:  # the one funnel: every error becomes CouchDB JSON
             response = error_response(exc)
+        cors.decorate(self.settings, request, response)
         response.headers["Server"] = SERVER_HEADER
         if request.method == "HEAD":
             response.headers["Content-Length"] = str(response.calculate_content_length() or 0)
@@ -75,6 +79,8 @@ class Settee:
             raise BadRequest("URL must not contain the NUL character")
         endpoint, args = self.match(segments, request.method)
         self.store.setup()
+        request.user_ctx = auth.authenticate(self, request)
+        access.authorize(self, request, endpoint, args)
         handler = self.handlers[endpoint]
         return handler(self, request, **args)
 

@@ -21,6 +21,7 @@ RULES = [
     # -- server ------------------------------------------------------------------------
     _r("/", "root.welcome", GET, HEAD),
     _r("/_up", "root.up", GET, HEAD),
+    _r("/_session", "session.session", GET, HEAD, POST, DELETE),
     _r("/_all_dbs", "root.all_dbs", GET, HEAD),
     _r("/_dbs_info", "root.dbs_info", GET, HEAD, POST),
     _r("/_uuids", "root.uuids", GET, HEAD),
@@ -50,6 +51,11 @@ RULES = [
     _r("/<db>/_compact", "databases.compact", POST),
     _r("/<db>/_purge", "databases.purge", POST),
     _r("/<db>/_ensure_full_commit", "databases.ensure_full_commit", POST),
+    _r("/<db>/_find", "find.find", POST),
+    _r("/<db>/_explain", "find.explain", POST),
+    _r("/<db>/_index", "find.indexes", GET, HEAD, POST),
+    _r("/<db>/_index/_bulk_delete", "find.bulk_delete", POST),
+    _r("/<db>/_index/<path:rest>", "find.delete_index", DELETE),
     _r("/<db>/_view_cleanup", "views.view_cleanup", POST),
     _r("/<db>/_compact/<ddoc>", "views.compact_views", POST),
     # -- design documents and views ------------------------------------------------------

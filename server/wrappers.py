@@ -11,6 +11,7 @@ from ..store.serialize import dumps
 from .errors import BadContentType, BadRequest, NotModified, RequestTooLarge
 from .jsonbody import parse_json
 from .settings import Settings
+from .userctx import ANONYMOUS, UserCtx
 
 JSON = "application/json"
 SEGMENT_SLASH = "\x00"  # stands for an encoded '/' inside one path segment while routing
@@ -20,6 +21,7 @@ class SetteeRequest(Request):
     """A werkzeug request that knows settee's limits and parses bodies strictly."""
 
     settings: Settings
+    user_ctx: UserCtx = ANONYMOUS  # set by `auth.authenticate` before the handler runs
 
     # werkzeug's own limit silently truncates chunked bodies: settee checks sizes itself.
     max_content_length = None
