@@ -1,0 +1,1 @@
+"""Mango: selectors planned onto json indexes, `_find` executed over the view index machinery."""
