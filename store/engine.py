@@ -150,7 +150,8 @@ class Engine:
         return getattr(self._local, "tx", None)
 
     @contextmanager
-    def transaction(self, write: bool = False, snapshot: bool = True) -> Iterator[Tx]:
+    def transaction(self, write: bool = False, snapshot: bool = True,
+                    consistent: bool = False) -> Iterator[Tx]:
         """Open a transaction, or join the one already open on this thread.
 
         Runs on the pooled driver connection directly (SQLAlchemy's Connection costs more than
@@ -158,6 +159,10 @@ class Engine:
         (SQLite would fail at once with SQLITE_BUSY_SNAPSHOT); that is a programming error.
         A read of one statement needs no snapshot of its own (`snapshot=False`): on SQLite it then
         runs without BEGIN/COMMIT, two statements fewer on the hottest path.
+        A read whose statements must agree with each other (`consistent=True`: a view answer's
+        totals and its first page) needs one snapshot on PostgreSQL too, where READ COMMITTED
+        gives each statement its own: that transaction runs at REPEATABLE READ (psycopg sends it
+        with the BEGIN, so it costs no round trip). SQLite's BEGIN already gives one snapshot.
         """
         outer = self.current
         if outer is not None:
@@ -170,6 +175,9 @@ class Engine:
             tx = Tx(raw, self.dialect, write)
             self._local.tx = tx
             bare = self.is_sqlite and not write and not snapshot
+            repeatable = consistent and not write and not self.is_sqlite
+            if repeatable:
+                _isolation(raw, psycopg.IsolationLevel.REPEATABLE_READ)
             try:
                 with _translated():
                     if bare:
@@ -194,6 +202,8 @@ class Engine:
                         raise
             finally:
                 self._local.tx = None
+                if repeatable:
+                    _isolation(raw, psycopg.IsolationLevel.READ_COMMITTED)
                 self._checkin(raw)
 
     def _checkout(self) -> Any:
@@ -302,6 +312,13 @@ class Tx:
     def cursor(self) -> Any:
         """A driver cursor on this transaction's connection."""
         return self.raw.cursor()
+
+
+def _isolation(raw: Any, level: psycopg.IsolationLevel) -> None:
+    """Set the isolation of the next transactions of a pooled psycopg connection (local only)."""
+    driver = getattr(raw, "dbapi_connection", raw)
+    if driver is not None and not driver.closed and driver.isolation_level != level:
+        driver.isolation_level = level
 
 
 def _broken(raw: Any) -> bool:

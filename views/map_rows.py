@@ -101,15 +101,18 @@ def count_before_row(conn: Tx, state: IndexState, row: tuple[bytes, str, int],
 
 def pages(engine: Engine, state: IndexState, conds: list[str], params: list[Any],
           descending: bool, skip: int, limit: int | None,
-          first: Callable[[Tx], None] | None = None) -> Iterator[Page]:
-    """Rows matching `conds`, in order, after `skip`, at most `limit`, page by page; `first` runs
-    in the first page's transaction (one round trip fewer for the offset on PostgreSQL)."""
+          first: Callable[[Tx, Page], None] | None = None) -> Iterator[Page]:
+    """Rows matching `conds`, in order, after `skip`, at most `limit`, page by page.
+
+    `first` runs in the first page's transaction, after its rows are read and given them; that
+    transaction is one snapshot (`consistent`), so what `first` reads (the index's totals, the
+    offset) describes the same index state as the first page, whatever other workers commit."""
     order = "DESC" if descending else "ASC"
     after: tuple[bytes, str, int] | None = None
     remaining = limit
     if first is not None and limit == 0:  # no page to read: `first` still runs
-        with engine.transaction() as conn:
-            first(conn)
+        with engine.transaction(consistent=True) as conn:
+            first(conn, [])
     while remaining is None or remaining > 0:
         n = PAGE if remaining is None else min(PAGE, remaining)
         where = ["index_id = ?", *conds]
@@ -124,12 +127,12 @@ def pages(engine: Engine, state: IndexState, conds: list[str], params: list[Any]
         if after is None and skip:
             query += " OFFSET ?"
             args.append(skip)
-        with engine.transaction() as conn:
-            if first is not None:
-                first(conn)
-                first = None
+        with engine.transaction(consistent=first is not None) as conn:
             rows = [(_b(r[0]), r[1], r[2], _b(r[3]), _b(r[4]))
                     for r in sql.fetchall(conn, query, args)]
+            if first is not None:
+                first(conn, rows)
+                first = None
         if rows:
             yield rows
         if len(rows) < n:
@@ -139,15 +142,28 @@ def pages(engine: Engine, state: IndexState, conds: list[str], params: list[Any]
             remaining -= len(rows)
 
 
-def keyed_pages(engine: Engine, state: IndexState, r: Resolved, view: Any) -> Iterator[Page]:
-    """Rows for `keys`, key by key in the order given, after `skip` and within `limit`."""
+def keyed_pages(engine: Engine, state: IndexState, r: Resolved, view: Any,
+                first: Callable[[Tx, Page], None] | None = None) -> Iterator[Page]:
+    """Rows for `keys`, key by key in the order given, after `skip` and within `limit`.
+
+    `first` runs in the transaction of each key's first page, given the rows of it that the
+    answer starts with, until one gives rows: the last call describes the answer's first page."""
     q = r.query
     skip, remaining = q.skip, q.limit
+    hook: list[Callable[[Tx, Page], None]] = [first] if first is not None else []
+
+    def first_of_key(conn: Tx, rows: Page) -> None:
+        shown = rows[skip:] if remaining is None else rows[skip:skip + remaining]
+        hook[0](conn, shown)
+        if shown:
+            hook.clear()
+
     for key in q.keys:
         if remaining is not None and remaining <= 0:
             return
         kb = key_bytes(view, key)
-        for page in pages(engine, state, ["key_bytes = ?"], [kb], q.descending, 0, None):
+        for page in pages(engine, state, ["key_bytes = ?"], [kb], q.descending, 0, None,
+                          first=first_of_key if hook else None):
             if skip >= len(page):
                 skip -= len(page)
                 continue

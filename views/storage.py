@@ -106,6 +106,13 @@ def find_indexes(conn: Tx, dbid: int, signatures: Sequence[str]) -> dict[str, In
     return {r[1]: _state(r) for r in rows}
 
 
+def index_state(conn: Tx, index_id: int) -> IndexState | None:
+    """One index as it stands in this transaction (None: cleaned up meanwhile)."""
+    row = sql.fetchone(conn, f"SELECT {_STATE_COLS} FROM settee_view_indexes WHERE id = ?",
+                       (index_id,))
+    return _state(row) if row is not None else None
+
+
 def create_indexes(conn: Tx, dbid: int, signatures: Sequence[str]) -> None:
     """Create empty indexes (a concurrent creator is fine: the unique constraint keeps one)."""
     now = time.time()
