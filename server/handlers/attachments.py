@@ -33,6 +33,7 @@ from ..docview import rev_from
 from ..errors import BadContentType, HttpError, error_response
 from ..multipart import Part, StreamResponse, framed, safe_header
 from ..uploads import Md5Mismatch, max_attachment_size, spool_body
+from ..validation import check_edits
 from ..wrappers import SetteeRequest, json_response, location, quoted
 
 if TYPE_CHECKING:
@@ -56,13 +57,19 @@ class RangeNotSatisfiable(HttpError):
     reason = "Requested range not satisfiable"
 
 
-def save_edits(app: Settee, db: str, edits: Sequence[Edit], new_edits: bool
-               ) -> list[WriteResult]:
-    """Write edits; an unresolvable stub fails the whole write with 412, as in CouchDB."""
+def save_edits(app: Settee, request: SetteeRequest, db: str, edits: Sequence[Edit],
+               new_edits: bool) -> list[WriteResult]:
+    """Validate edits as the request's user (`validation`, before any lock is taken), write
+    those that pass, and answer one result per edit in order. An unresolvable stub fails the
+    whole write with 412, as in CouchDB."""
+    refusals = check_edits(app, request.user_ctx, db, edits, new_edits)
+    passed = [edit for edit, refused in zip(edits, refusals) if refused is None]
     try:
-        return app.store.db(db).write(edits, new_edits=new_edits)
+        written = iter(app.store.db(db).write(passed, new_edits=new_edits) if passed else ())
     except MissingStub as exc:
         raise MissingStubError(exc.reason) from None
+    return [next(written) if refused is None else WriteResult(edit.id, error=refused)
+            for edit, refused in zip(edits, refusals)]
 
 
 def attachment(app: Settee, request: SetteeRequest, db: str, docid: str, att: str) -> Response:
@@ -221,7 +228,7 @@ def _put(app: Settee, request: SetteeRequest, database: Database, db: str, docid
             edit, _ = _on_rev(database, docid, rev)
             assert edit.atts is not None
             edit.atts = [new] + [a for a in edit.atts if a.name != att]
-        result = save_edits(app, db, [edit], True)[0]
+        result = save_edits(app, request, db, [edit], True)[0]
     finally:
         blob.close()
     if result.error is not None:
@@ -251,7 +258,7 @@ def _delete(app: Settee, request: SetteeRequest, database: Database, db: str, do
         raise NotFound("Document is missing attachment")
     assert edit.atts is not None
     edit.atts = [a for a in edit.atts if a.name != att]
-    result = save_edits(app, db, [edit], True)[0]
+    result = save_edits(app, request, db, [edit], True)[0]
     if result.error is not None:
         raise result.error
     assert result.rev is not None

@@ -71,7 +71,7 @@ def bulk_docs(app: Settee, request: SetteeRequest, db: str) -> Response:
     edits = [slot for slot in slots if isinstance(slot, Edit)]
     if edits:
         try:
-            written = iter(save_edits(app, db, edits, new_edits))
+            written = iter(save_edits(app, request, db, edits, new_edits))
         finally:
             close_blobs(edits)
     else:

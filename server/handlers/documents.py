@@ -134,9 +134,10 @@ def _written(request: SetteeRequest, db: str, docid: str, rev: str, deleted: boo
     return json_response({"ok": True, "id": docid, "rev": rev}, status, headers)
 
 
-def _save_edit(app: Settee, db: str, edit: Edit, new_edits: bool) -> str:
+def _save_edit(app: Settee, request: SetteeRequest, db: str, edit: Edit,
+               new_edits: bool) -> str:
     try:
-        result = save_edits(app, db, [edit], new_edits)[0]
+        result = save_edits(app, request, db, [edit], new_edits)[0]
     finally:
         close_blobs([edit])
     if result.error is not None:
@@ -145,10 +146,11 @@ def _save_edit(app: Settee, db: str, edit: Edit, new_edits: bool) -> str:
     return result.rev
 
 
-def _save(app: Settee, db: str, docid: str, body: dict[str, Any], new_edits: bool) -> str:
+def _save(app: Settee, request: SetteeRequest, db: str, docid: str, body: dict[str, Any],
+          new_edits: bool) -> str:
     edit = make_edit(docid, body, new_edits=new_edits)
     check_sizes(app.settings, edit)
-    return _save_edit(app, db, edit, new_edits)
+    return _save_edit(app, request, db, edit, new_edits)
 
 
 def put_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Response:
@@ -169,7 +171,7 @@ def put_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Respons
     check_sizes(app.settings, edit)
     if reader is not None:
         receive_follows(reader, edit, app.settings)
-    new_rev = _save_edit(app, db, edit, new_edits)
+    new_rev = _save_edit(app, request, db, edit, new_edits)
     return _written(request, db, docid, new_rev, bool(body.get("_deleted")))
 
 
@@ -193,7 +195,7 @@ def post_doc(app: Settee, request: SetteeRequest, db: str) -> Response:
         return json_response({"ok": True, "id": docid, "rev": rev}, 201,
                              {"ETag": _local_etag(docid, rev, canonical_body(body)),
                               "Location": location(request, db, docid)})
-    new_rev = _save(app, db, docid, body, True)
+    new_rev = _save(app, request, db, docid, body, True)
     return _written(request, db, docid, new_rev, bool(body.get("_deleted")))
 
 
@@ -212,7 +214,7 @@ def delete_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Resp
     body: dict[str, Any] = {"_deleted": True}
     if rev is not None:
         body["_rev"] = rev
-    new_rev = _save(app, db, docid, body, True)
+    new_rev = _save(app, request, db, docid, body, True)
     return _written(request, db, docid, new_rev, True, with_location=False)
 
 
@@ -242,7 +244,7 @@ def copy_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Respon
     metas = app.store.db(db).attachments_of(docid, [found.rev]).get(found.rev, [])
     if metas:  # the same bytes, revpos and all (`couch_db:set_new_att_revpos/1` keeps them)
         edit.atts = [AttIn(m.name, keep=m) for m in metas]
-    new_rev = _save_edit(app, db, edit, True)
+    new_rev = _save_edit(app, request, db, edit, True)
     return json_response({"ok": True, "id": target, "rev": new_rev}, 201,
                          {"ETag": quoted(new_rev), "Location": location(request, db, target)})
 
