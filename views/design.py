@@ -2,7 +2,7 @@
 
 A design doc holds views under `views` (`{"name": {"map": ..., "reduce": ..., "options": ...}}`),
 a `language` (`javascript` by default, `python` for operator-registered functions, `query` for
-Mango), and ddoc-wide `options` (`include_design`, `local_seq`). Each view is indexed on its own,
+Mango, whose maps are objects naming the indexed fields, kept here as their JSON text), and ddoc-wide `options` (`include_design`, `local_seq`). Each view is indexed on its own,
 under a signature: the md5 of everything that decides its rows and reductions (language, map,
 reduce, effective options, for JavaScript the `views.lib` modules a map can `require`, and the
 versions of settee's key encoding and of ICU's collation). Editing a ddoc so that a view keeps its
@@ -96,7 +96,14 @@ def parse(doc_id: str, rev: str, body: dict[str, Any]) -> DesignDoc:
     for name, spec in raw_views.items():
         if name == "lib" and language == "javascript":
             continue  # CommonJS modules for `require`, not a view
-        if not isinstance(spec, dict) or not isinstance(spec.get("map"), str):
+        if not isinstance(spec, dict):
+            continue
+        if language == "query" and isinstance(spec.get("map"), dict):
+            # A Mango index: its map is `{"fields": ..., "partial_filter_selector": ...}`,
+            # kept as JSON text (member order preserved: it is the column order).
+            spec = {**spec, "map": json.dumps(spec["map"], ensure_ascii=True,
+                                              separators=(",", ":"))}
+        if not isinstance(spec.get("map"), str):
             continue
         reduce = spec.get("reduce")
         if reduce is not None and not isinstance(reduce, str):

@@ -3,7 +3,8 @@
 The indexer hands over documents as the changes feed gives them (id, winning rev, deleted flag,
 seq, body JSON, conflicts); this module builds the document a map function sees
 (`{"_id", "_rev", <body>, "_conflicts"?, "_local_seq"?}`), runs every view of one design doc over
-the batch (Python functions here, JavaScript through the pool in one call per batch), and turns
+the batch (Python functions and Mango json indexes here, JavaScript through the pool in one call
+per batch), and turns
 each emit into a row: key sort bytes, doc id, dup number, key JSON and value JSON. Deleted
 documents and, unless a view sets `include_design`, design documents emit nothing. A map function
 that fails on one document skips that document and logs, as CouchDB does.
@@ -20,7 +21,9 @@ from typing import Any
 from ..store.serialize import dumps
 from .design import DesignDoc, DesignError, ViewDef
 from .encoding import sort_key, sort_key_raw
+from .fieldpath import BAD_PATH, MISSING, get_field, parse_field
 from .reduce import loads
+from .selector import compile_selector
 
 log = logging.getLogger("settee.views")
 
@@ -125,6 +128,10 @@ def run_python(ddoc: DesignDoc, views: Sequence[ViewDef], docs: Sequence[SourceD
 def run_js(ddoc: DesignDoc, views: Sequence[ViewDef], docs: Sequence[SourceDoc], pool: Any,
            ctx_key: str) -> list[Emits]:
     """Per view, per document, the emits of JavaScript map functions (one pool call)."""
+    if ddoc.language == "query":
+        # The service sends every non-Python ddoc here; Mango indexes map natively and never
+        # reach the pool (which starts no process until it is first called).
+        return run_query(views, docs)
     live = [d for d in docs if not d.deleted]
     local_seq = any(v.local_seq for v in views)
     payload = [map_doc_json(d) | ({"_local_seq": d.seq} if local_seq else {}) for d in live]
@@ -139,6 +146,45 @@ def run_js(ddoc: DesignDoc, views: Sequence[ViewDef], docs: Sequence[SourceDoc],
             else:
                 out[i].append([tuple(kv) for kv in per_fn[i]])
     return out
+
+
+def run_query(views: Sequence[ViewDef], docs: Sequence[SourceDoc]) -> list[Emits]:
+    """Per view, per document, the entry of a Mango json index (`mango_native_proc`): the key
+    `[value of each field]`, value null, when every field exists and the document matches the
+    index's `partial_filter_selector`; nothing otherwise (and never for design documents)."""
+    specs = [_query_spec(v) for v in views]
+    out: list[Emits] = [[] for _ in views]
+    for doc in docs:
+        src = (map_doc_json(doc) if not doc.deleted and not doc.id.startswith("_design/")
+               else None)
+        for i, (paths, partial) in enumerate(specs):
+            out[i].append(_index_entry(src, paths, partial) if src is not None else [])
+    return out
+
+
+def _query_spec(view: ViewDef) -> tuple[list[list[str]], Callable[[Any], bool] | None]:
+    """The field paths and compiled partial filter of a Mango index's map object."""
+    spec = loads(view.map.encode())
+    fields = spec.get("fields", []) if isinstance(spec, dict) else []
+    names = list(fields) if isinstance(fields, dict) else [
+        f if isinstance(f, str) else next(iter(f)) for f in fields
+        if isinstance(f, str) or (isinstance(f, dict) and len(f) == 1)]
+    partial = spec.get("partial_filter_selector") if isinstance(spec, dict) else None
+    matcher = compile_selector(partial) if isinstance(partial, dict) and partial else None
+    return [parse_field(n) for n in names], matcher
+
+
+def _index_entry(doc: dict[str, Any], paths: list[list[str]],
+                 partial: Callable[[Any], bool] | None) -> list[tuple[Any, Any]]:
+    if partial is not None and not partial(doc):
+        return []
+    key = []
+    for path in paths:
+        value = get_field(doc, path)
+        if value is MISSING or value is BAD_PATH:
+            return []
+        key.append(value)
+    return [(key, None)]
 
 
 def to_rows(view: ViewDef, docs: Sequence[SourceDoc], emits: Emits) -> list[Row]:
@@ -181,9 +227,6 @@ _SCALARS = (str, int, bool, type(None), float)
 
 def check_language(ddoc: DesignDoc) -> None:
     """Refuse languages this build cannot index."""
-    if ddoc.language == "query":
-        raise DesignError(501, "not_implemented",
-                          "Views of language `query` (Mango indexes) are not supported yet")
-    if ddoc.language not in ("javascript", "python"):
+    if ddoc.language not in ("javascript", "python", "query"):
         raise DesignError(400, "invalid_design_doc",
                           f"Views in language {ddoc.language!r} are not supported")
