@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..store import catalog
 from ..store.changes import LEAVES, NO_BODIES, WINNER, Change
 from ..store.errors import NotFound
 from ..views.selector import SelectorError, compile_selector
@@ -187,15 +188,33 @@ def _js_filter(app: Settee, request: SetteeRequest, db: str, ddoc_name: str, fna
     return ChangeFilter(bodies=docs, test=test)
 
 
+SCRUBBED_HEADERS = frozenset(("cookie", "authorization", "x-auth-couchdb-token"))
+SCRUBBED_COOKIES = frozenset(("AuthSession",))
+
+
 def _js_request(app: Settee, request: SetteeRequest, db: str,
                 body: dict[str, Any]) -> dict[str, Any]:
-    """The `req` a filter function receives (CouchDB's `chttpd_external:json_req_obj`)."""
+    """The `req` a filter function receives (CouchDB's `chttpd_external:json_req_obj`), with the
+    caller's credentials scrubbed: no `Cookie`, `Authorization` or `X-Auth-CouchDB-Token`
+    header and no `AuthSession` cookie, so a design document cannot steal a session
+    (CVE-2023-45725)."""
     path = [p for p in request.path.split("/") if p]
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in SCRUBBED_HEADERS}
+    cookies = {k: v for k, v in request.cookies.items() if k not in SCRUBBED_COOKIES}
     return {
         "info": {"db_name": db}, "id": None, "uuid": uuid.uuid4().hex,
         "method": request.method, "requested_path": path, "path": path,
         "raw_path": request.full_path.rstrip("?"), "query": request.args.to_dict(),
-        "headers": dict(request.headers), "body": orjson.dumps(body).decode() if body else
-        "undefined", "peer": request.remote_addr, "form": {}, "cookie": dict(request.cookies),
-        "userCtx": {"db": db, "name": None, "roles": ["_admin"]}, "secObj": {},
+        "headers": headers, "body": orjson.dumps(body).decode() if body else
+        "undefined", "peer": request.remote_addr, "form": {}, "cookie": cookies,
+        "userCtx": request.user_ctx.json(db), "secObj": _security(app, db),
     }
+
+
+def _security(app: Settee, db: str) -> Any:
+    with app.store.engine.transaction() as conn:
+        text = catalog.get_security(conn, db)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {}
