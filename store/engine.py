@@ -28,6 +28,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
 from .errors import StoreBusy, StoreFull
@@ -38,6 +39,7 @@ SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 PG_RETRY_CODES = {"40001", "40P01"}
 PG_DISK_FULL = "53100"
 MAX_ATTEMPTS = 5
+_build_lock = threading.RLock()  # engines are built one at a time (see `Engine.sa`)
 
 
 class Engine:
@@ -68,15 +70,23 @@ class Engine:
 
     @property
     def sa(self) -> sa.Engine:
-        """The SQLAlchemy engine of this process (rebuilt after a fork)."""
-        if self._engine is None or self._pid != os.getpid():
-            if self._engine is not None:
-                self._engine.dispose(close=False)
-            self._engine = self._build()
-            self._pid = os.getpid()
-            self._write_mutex = threading.Lock()
-            self._lock_fd = None
-        return self._engine
+        """The SQLAlchemy engine of this process (rebuilt after a fork).
+
+        Built once under a lock: the first requests of a fresh worker arrive on many threads at
+        once, and each building its own engine gave each its own pool (four pools of 8 were
+        seen in one worker, and PostgreSQL ran out of connections)."""
+        engine = self._engine
+        if engine is not None and self._pid == os.getpid():
+            return engine
+        with _build_lock:
+            if self._engine is None or self._pid != os.getpid():
+                if self._engine is not None:
+                    self._engine.dispose(close=False)
+                self._write_mutex = threading.Lock()
+                self._lock_fd = None
+                self._engine = self._build()
+                self._pid = os.getpid()
+            return self._engine
 
     def _build(self) -> sa.Engine:
         if self.is_sqlite:
@@ -86,13 +96,17 @@ class Engine:
             url = url.set(drivername="postgresql+psycopg")
         options = "-c lock_timeout=10000 -c statement_timeout=60000 " \
                   "-c idle_in_transaction_session_timeout=60000"
+        # A hard cap per process: `pool_size` connections and no overflow. A request that finds
+        # them all busy waits for one (bounded by the busy timeout, then 503), so N workers never
+        # hold more than N x pool_size (+ one LISTEN each): see docs/scaling.md.
         return sa.create_engine(
             url,
             pool_size=self.pool_size,
-            max_overflow=max(2, self.pool_size // 2),
+            max_overflow=0,
+            pool_timeout=self.busy_timeout_ms / 1000,
             pool_pre_ping=True,
             isolation_level="READ COMMITTED",
-            connect_args={"options": options},
+            connect_args={"options": options, "application_name": f"settee {os.getpid()}"},
         )
 
     def _build_sqlite(self) -> sa.Engine:
@@ -217,8 +231,11 @@ class Engine:
             return raw
         try:
             return self.sa.raw_connection()
-        except DBAPIError as exc:  # the server is out of connection slots: try again later
-            if getattr(exc.orig, "sqlstate", None) == "53300" or "too many clients" in str(exc):
+        except PoolTimeout as exc:  # every connection of this process stayed busy
+            raise StoreBusy("No free database connection; try again.") from exc
+        except (DBAPIError, psycopg.OperationalError) as exc:  # the server has no free slots
+            code = getattr(getattr(exc, "orig", exc), "sqlstate", None)
+            if code == "53300" or "too many clients" in str(exc):
                 raise StoreBusy("The database server has no free connections; try again.") from exc
             raise
 
