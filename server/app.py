@@ -82,7 +82,7 @@ class Settee:
         request.user_ctx = auth.authenticate(self, request)
         access.authorize(self, request, endpoint, args)
         handler = self.handlers[endpoint]
-        return handler(self, request, **args)
+        return auth.decorate(self, request, handler(self, request, **args))
 
     def match(self, segments: list[str], method: str) -> tuple[str, dict[str, str]]:
         """The endpoint and decoded arguments for a path, through the route table.

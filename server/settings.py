@@ -117,6 +117,9 @@ SETTINGS: tuple[Setting, ...] = (
       "Mark the AuthSession cookie Secure (serve over TLS behind a proxy)."),
     S("admin_only_all_dbs", True, p.boolean,
       "Only server admins may list databases (/_all_dbs, /_dbs_info), as CouchDB 3."),
+    S("users_db_security_editable", False, p.boolean,
+      "Let admins change the _security of _users (CouchDB 3 refuses it; its default lets only "
+      "admins use _users)."),
     # -- limits --------------------------------------------------------------------------------
     S("max_http_request_size", 64 * 1024**2, p.size,
       "Largest request body (413 too_large beyond)."),
@@ -254,6 +257,10 @@ def _parse(setting: Setting, raw: Any, source: str) -> Any:
 
 def _check_together(settings: Settings) -> None:
     """Rules that involve two settings."""
+    from .sessions import sample_secret_problem
+    problem = sample_secret_problem(settings.auth_secret)
+    if problem:
+        raise SettingError(problem)
     if settings.cors_credentials and "*" in settings.cors_origins:
         raise SettingError("cors_credentials cannot be true when cors_origins is * "
                            "(browsers refuse it): list the origins instead")

@@ -1,4 +1,4 @@
-"""Databases as rows: create, delete, list, describe, and the server's persistent uuid."""
+"""Databases as rows: create, delete, list, describe; the server's uuid and other meta values."""
 
 from __future__ import annotations
 
@@ -28,6 +28,19 @@ class DbInfo:
     created: float
 
 
+# CouchDB 3's `_security` for a new database: only admins may read or write until it is changed.
+DEFAULT_SECURITY = '{"members":{"roles":["_admin"]},"admins":{"roles":["_admin"]}}'
+
+
+def meta_value(conn: Tx, key: str, initial: str) -> str:
+    """A server-wide value kept in `settee_meta`, set to `initial` by the first caller only."""
+    sql.execute(conn, "INSERT INTO settee_meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (key, initial))
+    row = sql.fetchone(conn, "SELECT value FROM settee_meta WHERE key = ?", (key,))
+    assert row is not None
+    return str(row[0])
+
+
 def server_uuid(conn: Tx) -> str:
     """The server's uuid, created once and kept in the store (PouchDB builds checkpoints on it)."""
     sql.execute(conn, "INSERT INTO settee_meta (key, value) VALUES ('uuid', ?) "
@@ -37,14 +50,14 @@ def server_uuid(conn: Tx) -> str:
     return str(row[0])
 
 
-def create_db(conn: Tx, name: str) -> None:
+def create_db(conn: Tx, name: str, security: str = DEFAULT_SECURITY) -> None:
     """Insert the database row, or raise `DbExists` (a lost race is `DbExists` too)."""
     inserted = sql.execute(
         conn,
         "INSERT INTO settee_dbs (name, instance, update_seq, purge_seq, doc_count, "
         "doc_del_count, body_bytes, revs_limit, security, created) "
-        "VALUES (?, ?, 0, 0, 0, 0, 0, 1000, '{}', ?) ON CONFLICT DO NOTHING",
-        (name, uuid.uuid4().hex, time.time()),
+        "VALUES (?, ?, 0, 0, 0, 0, 0, 1000, ?, ?) ON CONFLICT DO NOTHING",
+        (name, uuid.uuid4().hex, security, time.time()),
     )
     if inserted != 1:
         raise DbExists()
@@ -116,6 +129,12 @@ def get_security(conn: Tx, name: str) -> str:
     if row is None:
         raise DbNotFound()
     return str(row[0])
+
+
+def update_seq(conn: Tx, name: str) -> int | None:
+    """The database's update seq, or None when it does not exist (one indexed row)."""
+    row = sql.fetchone(conn, "SELECT update_seq FROM settee_dbs WHERE name = ?", (name,))
+    return None if row is None else int(row[0])
 
 
 def set_field(conn: Tx, name: str, column: str, value: Any) -> None:

@@ -231,8 +231,11 @@ def test_revs_limit_of_missing_db_is_404(client: Client) -> None:
 
 # -- /{db}/_security -----------------------------------------------------------------------------
 
-def test_security_is_empty_object_until_set(client: Client, fresh_db: str) -> None:
-    assert client.get(f"/{fresh_db}/_security", status=200).json == {}
+ADMIN_ONLY = {"members": {"roles": ["_admin"]}, "admins": {"roles": ["_admin"]}}
+
+
+def test_security_is_couchdb3_admin_only_until_set(client: Client, fresh_db: str) -> None:
+    assert client.get(f"/{fresh_db}/_security", status=200).json == ADMIN_ONLY
 
 
 def test_security_put_is_stored_and_returned(client: Client, fresh_db: str) -> None:
@@ -249,7 +252,7 @@ def test_security_of_missing_db_is_404(client: Client) -> None:
 def test_security_put_with_non_object_section_is_400(client: Client, fresh_db: str) -> None:
     res = client.put_json(f"/{fresh_db}/_security", {"admins": ["boss"]}, status=400)
     assert res.json["error"] == "bad_request"
-    assert client.get(f"/{fresh_db}/_security", status=200).json == {}
+    assert client.get(f"/{fresh_db}/_security", status=200).json == ADMIN_ONLY
 
 
 # -- /{db}/_ensure_full_commit -------------------------------------------------------------------

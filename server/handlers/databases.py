@@ -65,16 +65,18 @@ def revs_limit(app: Settee, request: SetteeRequest, db: str) -> Response:
 
 
 def security(app: Settee, request: SetteeRequest, db: str) -> Response:
-    """`GET/PUT /{db}/_security`: stored and returned (enforcement belongs to the auth layer)."""
+    """`GET/PUT /{db}/_security`: who may read and write (enforced by `server/access.py`)."""
     from ...store import catalog
     if request.method == "PUT":
         body = request.json_object()
         for section in ("admins", "members"):
             value = body.get(section, {})
-            if not isinstance(value, dict) or any(
-                not isinstance(value.get(k, []), list) for k in ("names", "roles")
-            ):
+            if not isinstance(value, dict):
                 raise BadRequest(f"`{section}` must be an object with `names` and `roles` lists")
+            for key in ("names", "roles"):
+                items = value.get(key, [])
+                if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                    raise BadRequest(f"{key} must be a JSON list of strings")
         app.store.engine.run(lambda conn: _set(conn, db, "security",
                                                dumps(body).decode()))
         return json_response({"ok": True})
