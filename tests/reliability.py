@@ -245,7 +245,52 @@ class StoreView:
             return None
         head = {k: v for k, v in db.items() if k not in ("id", "body_bytes")}
         return {"db": head, "docs": self.docs(db["id"]),
-                "bodies": {f"{d} {r}": b for (d, r), b in self.bodies(db["id"]).items()}}
+                "bodies": {f"{d} {r}": b for (d, r), b in self.bodies(db["id"]).items()},
+                "atts": self.atts(db["id"]), "views": self.views(db["id"])}
+
+    def atts(self, db_id: int) -> dict[str, tuple[Any, ...]]:
+        """'doc rev name' -> the attachment row (ord, type, digest, length, revpos, encoding)."""
+        return {f"{d} {r} {n}": rest for d, r, n, *rest in (tuple(row) for row in self.rows(
+            "SELECT doc_id, rev, name, ord, content_type, digest, length, revpos, encoding "
+            "FROM settee_atts WHERE db_id = :d", d=db_id))}
+
+    def views(self, db_id: int) -> dict[str, Any]:
+        """signature -> the index (seq, row count, total), its rows and its reductions. An index
+        at seq 0 without rows is left out: a query creates it empty before its first batch, and
+        that is the same as no index."""
+        if not self._has_views():
+            return {}
+        out: dict[str, Any] = {}
+        for index_id, sig, seq, count, total in self.rows(
+                "SELECT id, signature, seq, row_count, total FROM settee_view_indexes "
+                "WHERE db_id = :d", d=db_id):
+            rows = sorted((bytes(k), i, n, bytes(kj), bytes(v)) for k, i, n, kj, v in self.rows(
+                "SELECT key_bytes, doc_id, dup, key_json, value_json FROM settee_view_rows "
+                "WHERE index_id = :i", i=index_id))
+            reds = sorted((bytes(k), bytes(kj), bytes(r), c, bool(u)) for k, kj, r, c, u in
+                          self.rows("SELECT key_bytes, key_json, reduction, row_count, uniform "
+                                    "FROM settee_view_reductions WHERE index_id = :i",
+                                    i=index_id))
+            if seq == 0 and not rows and not reds:
+                continue
+            out[sig] = {"seq": seq, "row_count": count,
+                        "total": None if total is None else bytes(total),
+                        "rows": rows, "reductions": reds}
+        return out
+
+    def _has_views(self) -> bool:
+        return sa.inspect(self.engine).has_table("settee_view_indexes")
+
+    def blob_problems(self, db_id: int) -> list[str]:
+        """Attachments whose blob is missing or whose chunks do not add up to its length."""
+        problems = []
+        for digest, length, chunked in self.rows(
+                "SELECT a.digest, coalesce(b.length, -2), (SELECT coalesce(sum(length(c.data)), "
+                "-1) FROM settee_blob_chunks c WHERE c.digest = a.digest) FROM settee_atts a "
+                "LEFT JOIN settee_blobs b ON b.digest = a.digest WHERE a.db_id = :d", d=db_id):
+            if int(chunked) != int(length) and not (length == 0 and chunked == -1):
+                problems.append(f"attachment blob {digest}: {chunked} bytes stored of {length}")
+        return problems
 
     def invariant_problems(self, name: str) -> list[str]:
         """What is wrong with one database's rows: counters against the docs table, update_seq
@@ -279,6 +324,7 @@ class StoreView:
             for leaf in leaves:
                 if (doc_id, leaf) not in bodies:
                     problems.append(f"{doc_id}: leaf {leaf} has no body (a partial write)")
+        problems += self.blob_problems(db["id"])
         if db["body_bytes"] != self.packed_sizes(db["id"]):
             problems.append(f"body_bytes {db['body_bytes']} but bodies hold "
                             f"{self.packed_sizes(db['id'])}")
