@@ -102,7 +102,7 @@ POLICY: dict[str, dict[str, str]] = {
     # -- documents and attachments ---------------------------------------------------------------
     "documents.local_doc": _all(MEMBER),
     "documents.local_attachment": _all(MEMBER),
-    "documents.design_doc": _split(MEMBER, DB_ADMIN),
+    "documents.design_doc": {"GET": MEMBER, "HEAD": MEMBER, "COPY": WRITE, "*": DB_ADMIN},
     "documents.doc": _split(MEMBER, WRITE),
     "attachments.design_attachment": _split(MEMBER, DB_ADMIN),
     "attachments.attachment": _split(MEMBER, WRITE),

@@ -22,6 +22,7 @@ from ..views.service import ViewSettings, service_for
 from .errors import HttpError
 from .replication import Options, Replication
 from .replication_peers import PeerError, open_peer
+from .userctx import ADMIN_ROLE, UserCtx
 from .settings import Settings
 from .transfer import Progress, open_store
 
@@ -39,7 +40,9 @@ def replicate_command(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings)
     try:
         try:
-            source, target = open_peer(app, args.source), open_peer(app, args.target)
+            operator = UserCtx(settings.admin_user or None, (ADMIN_ROLE,))  # the operator
+            source = open_peer(app, args.source, operator)
+            target = open_peer(app, args.target, operator)
         except TypeError as exc:
             print(f"settee replicate: error: {exc}", file=sys.stderr)
             return 1

@@ -80,6 +80,7 @@ class LocalPeer:
     app: Settee
     db: str
     label: str = ""
+    user_ctx: Any = None  # the caller's UserCtx: a local database is opened as the caller
     client: Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -96,8 +97,11 @@ class LocalPeer:
         headers = {"Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
+        environ: dict[str, Any] = {"REQUEST_URI": raw}
+        if self.user_ctx is not None:
+            environ["settee.user_ctx"] = self.user_ctx
         response = self.client.open(raw, method=method, data=data, headers=headers,
-                                    environ_overrides={"REQUEST_URI": raw})
+                                    environ_overrides=environ)
         try:
             return Reply(response.status_code, _decode(response.get_data()))
         finally:
@@ -144,7 +148,7 @@ class RemotePeer:
         return Reply(response.status, _decode(response.data))
 
 
-def open_peer(app: Settee, spec: Any) -> LocalPeer | RemotePeer:
+def open_peer(app: Settee, spec: Any, user_ctx: Any = None) -> LocalPeer | RemotePeer:
     """The peer a `source`/`target` member names: a db name, a URL, or `{"url", "headers",
     "auth": {"basic": {"username", "password"}}}`; raises TypeError for anything else."""
     headers: dict[str, str] = {}
@@ -163,4 +167,4 @@ def open_peer(app: Settee, spec: Any) -> LocalPeer | RemotePeer:
         raise TypeError("must be a database name, a URL or an object with `url`")
     if spec.startswith(("http://", "https://")):
         return RemotePeer(spec, headers)
-    return LocalPeer(app, spec)
+    return LocalPeer(app, spec, user_ctx=user_ctx)

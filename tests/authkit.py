@@ -51,7 +51,7 @@ def req(app: Any, method: str, path: str, body: Any = None, headers: dict[str, s
     if remote is not None:
         environ["REMOTE_ADDR"] = remote
     if body is not None or content_type is not None:
-        environ["CONTENT_TYPE"] = content_type or "application/json"
+        environ["CONTENT_TYPE"] = "application/json" if content_type is None else content_type
     for name, value in (headers or {}).items():
         key = name.upper().replace("-", "_")
         environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = value

@@ -54,14 +54,14 @@ def _options(body: dict[str, Any]) -> Options:
                    since_seq=body.get("since_seq"), batch_size=batch)
 
 
-def _replication(app: Settee, body: dict[str, Any]) -> Replication:
+def _replication(app: Settee, body: dict[str, Any], user_ctx: Any) -> Replication:
     for member in ("source", "target"):
         if body.get(member) in (None, ""):
             raise BadRequest(f"Missing `{member}` in the replication request")
     ends = []
     for member in ("source", "target"):
         try:
-            ends.append(open_peer(app, body[member]))
+            ends.append(open_peer(app, body[member], user_ctx))
         except TypeError as exc:
             raise BadRequest(f"Invalid `{member}`: {exc}") from exc
     return Replication(ends[0], ends[1], _options(body))
@@ -75,11 +75,11 @@ def replicate(app: Settee, request: SetteeRequest) -> Response:
     if body.get("cancel") is True:
         job_id = body.get("replication_id") or body.get("_local_id") or body.get("id")
         if job_id is None:
-            job_id = _replication(app, body).rep_id
+            job_id = _replication(app, body, request.user_ctx).rep_id
         if not isinstance(job_id, str) or not jobs.cancel(job_id):
             raise NotFoundError(f"Replication `{job_id}` is not running")
         return json_response({"ok": True, "_local_id": job_id.split("+", 1)[0] + "+continuous"})
-    rep = _replication(app, body)
+    rep = _replication(app, body, request.user_ctx)
     try:
         if rep.options.continuous:
             return json_response({"ok": True, "_local_id": jobs.start_continuous(rep)}, 202)
