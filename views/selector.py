@@ -30,7 +30,8 @@ from .collate import compare, compare_raw
 from .fieldpath import BAD_PATH, MISSING, extract_fields, get_field, parse_field
 from .selector_norm import COMPARE, SelectorError, compile_regex, is_int, normalize
 
-__all__ = ["SelectorError", "compile_selector", "extract_fields", "normalize", "parse_field"]
+__all__ = ["SelectorError", "compile_normal", "compile_selector", "extract_fields", "normalize",
+           "parse_field"]
 
 Matcher = Callable[[Any], bool]
 Compare = Callable[[Any, Any], int]
@@ -44,6 +45,13 @@ _TESTS: dict[str, Callable[[int], bool]] = {
 def compile_selector(selector: Any) -> Matcher:
     """Validate and normalize `selector` (`SelectorError` if invalid); return `doc -> bool`."""
     normal = normalize(selector)
+    if not normal:
+        return lambda _doc: True
+    return _compile(normal, compare)
+
+
+def compile_normal(normal: dict[str, Any]) -> Matcher:
+    """`doc -> bool` for a selector already in normal form (`normalize`'s output)."""
     if not normal:
         return lambda _doc: True
     return _compile(normal, compare)
@@ -84,6 +92,13 @@ def _field(name: str, cond: dict[str, Any], cmp: Compare) -> Matcher:
 def _operator(op: str, arg: Any, cmp: Compare) -> Matcher:
     if op in COMPARE:
         test = _TESTS[op]
+        if cmp is compare and type(arg) in (int, float):
+            def number(v: Any) -> bool:  # numbers against numbers: no need for collation
+                t = type(v)
+                if t is int or t is float:
+                    return test((v > arg) - (v < arg))
+                return test(cmp(v, arg))
+            return number
         return lambda v: test(cmp(v, arg))
     if op in ("$in", "$nin"):
         def found(v: Any) -> bool:

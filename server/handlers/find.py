@@ -7,6 +7,7 @@ and become `MangoHttpError`s for the one funnel in `errors.py`.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,8 +44,18 @@ def _http(run: Callable[[], T]) -> T:
         raise MangoHttpError(exc.status, exc.error, exc.reason) from None
 
 
+_services: weakref.WeakKeyDictionary[Any, tuple[Any, ViewService]] = \
+    weakref.WeakKeyDictionary()
+
+
 def _service(app: Settee) -> ViewService:
-    return service_for(app.store, ViewSettings.from_settings(app.settings))
+    """The views service of the app's store (its settings read once per settings object)."""
+    found = _services.get(app)
+    if found is None or found[0] is not app.settings:
+        found = (app.settings,
+                 service_for(app.store, ViewSettings.from_settings(app.settings)))
+        _services[app] = found
+    return found[1]
 
 
 def _plan(app: Settee, request: SetteeRequest, db: str) -> tuple[FindQuery, planner.Plan]:

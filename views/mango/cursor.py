@@ -24,8 +24,10 @@ from ...store import revtree, sql
 from ...store.engine import Engine
 from ...store.render import doc_bytes
 from ...store.serialize import dumps
+from ..collate import compare
 from ..fieldpath import extract_fields
 from ..mapper import key_bytes
+from ..selector import compile_normal
 from .errors import bad
 from .planner import Plan
 from .query import FindQuery
@@ -110,20 +112,40 @@ def execute(service: ViewService, db_name: str, query: FindQuery, plan: Plan) ->
         rows = _all_docs_rows(engine, service, db_name, plan, query, after)
     else:
         rows = _index_rows(engine, service, db_name, plan, query, after)
-    docs, bookmark = _collect(service, query, rows, stats)
+    docs, bookmark = _collect(service, query, _residual(query, plan), rows, stats)
     ratio = (stats.docs + stats.quorum) / (stats.results or 1)
     if ratio > SCAN_WARNING_RATIO:
         warnings.append(HIGH_SCAN)
     return Result(docs, bookmark or query.bookmark or "nil", warnings, stats)
 
 
-def _collect(service: ViewService, query: FindQuery, rows: Iterator[Row], stats: Stats
-             ) -> tuple[list[bytes], str | None]:
+def _residual(query: FindQuery, plan: Plan) -> Callable[[Any], bool]:
+    """The selector without the `$eq` terms the scan already guarantees."""
+    fixed = plan.fixed_columns()
+    normal = query.normal
+    if not fixed or not normal:
+        return query.matcher
+    (op, arg), = normal.items()
+    terms = arg if op == "$and" else [normal]
+    kept = [t for t in terms if not _implied(t, fixed)]
+    if len(kept) == len(terms):
+        return query.matcher
+    return compile_normal({"$and": kept} if kept else {})
+
+
+def _implied(term: dict[str, Any], fixed: dict[str, Any]) -> bool:
+    (name, cond), = term.items()
+    if name not in fixed or not isinstance(cond, dict) or list(cond) != ["$eq"]:
+        return False
+    return compare(cond["$eq"], fixed[name]) == 0
+
+
+def _collect(service: ViewService, query: FindQuery, match: Callable[[Any], bool],
+             rows: Iterator[Row], stats: Stats) -> tuple[list[bytes], str | None]:
     body_of = service.store.layer.body_of
-    match = query.matcher
     skip, limit, fields = query.skip, query.limit, query.fields
     out: list[bytes] = []
-    bookmark = None
+    last = None
     if limit == 0:
         return out, None
     for _, key, doc_id, rev, tree_json, packed in rows:
@@ -143,7 +165,7 @@ def _collect(service: ViewService, query: FindQuery, rows: Iterator[Row], stats:
         doc = orjson.loads(text)
         if not match(doc):
             continue
-        bookmark = encode_bookmark(key, doc_id)
+        last = (key, doc_id)
         if skip:
             skip -= 1
             continue
@@ -151,7 +173,7 @@ def _collect(service: ViewService, query: FindQuery, rows: Iterator[Row], stats:
         stats.results += 1
         if len(out) >= limit:
             break
-    return out, bookmark
+    return out, encode_bookmark(*last) if last is not None else None
 
 
 def _pages(engine: Engine, run: Callable[[Any, int, Any], list[Row]], first: int

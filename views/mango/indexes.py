@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,7 +173,7 @@ def _auto_name(definition: Any) -> str:
     return hashlib.sha1(canonical.encode()).hexdigest()
 
 
-_cache: OrderedDict[tuple[str, str], list[MangoIndex]] = OrderedDict()
+_cache: dict[tuple[str, str], list[MangoIndex]] = {}
 _cache_lock = threading.Lock()
 _CACHE_SIZE = 512
 
@@ -192,7 +191,6 @@ def list_for(conn: Tx, dbid: int, body_of: Any) -> list[MangoIndex]:
             if cached is None:
                 missing.append((doc_id, rev))
             else:
-                _cache.move_to_end((doc_id, rev))
                 found.extend(cached)
     if missing:
         bodies = reads.bodies_for(conn, dbid, missing)
@@ -201,9 +199,9 @@ def list_for(conn: Tx, dbid: int, body_of: Any) -> list[MangoIndex]:
             parsed = _parse(doc_id, rev, body_of(packed)) if packed is not None else []
             found.extend(parsed)
             with _cache_lock:
+                if len(_cache) >= _CACHE_SIZE:
+                    _cache.clear()  # design docs change rarely: starting over is fine
                 _cache[(doc_id, rev)] = parsed
-                while len(_cache) > _CACHE_SIZE:
-                    _cache.popitem(last=False)
     return sorted(found, key=MangoIndex.sort_key)
 
 

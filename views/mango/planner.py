@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,27 @@ class Plan:
     index: MangoIndex
     ranges: list[Range] | None
     warnings: list[str] = field(default_factory=list)
-    candidates: list[dict[str, Any]] = field(default_factory=list)
+    explain_candidates: Callable[[], list[dict[str, Any]]] = field(default=lambda: [],
+                                                                   repr=False)
+
+    @property
+    def candidates(self) -> list[dict[str, Any]]:
+        """`index_candidates` of `_explain` (made only when asked for)."""
+        return self.explain_candidates()
+
+    def fixed_columns(self) -> dict[str, Any]:
+        """Leading columns the scan holds at one value (`$eq` ranges): every row read has that
+        value there, in collation, so a selector's `$eq` on them need not be checked again
+        (`_id` excepted: the selector compares it raw)."""
+        out: dict[str, Any] = {}
+        if self.index.special or not self.ranges:
+            return out
+        for col, (lop, low, hop, high) in zip(self.index.columns, self.ranges):
+            if lop != "$eq" or hop != "$eq":
+                break
+            if col != "_id":
+                out[col] = low
+        return out
 
 
 def usable(index: MangoIndex, sel: dict[str, Any], sort_fields: list[str]) -> str | None:
@@ -116,9 +137,8 @@ def choose(query: FindQuery, json_indexes: list[MangoIndex]) -> Plan:
                                        t[0].sort_key()))
     best, prefix, _ = ranked[0]
     empty = any(r is EMPTY for _, r in ranges) or _noop(sel)
-    plan = Plan(best, None if empty else prefix, warnings)
-    plan.candidates = _candidates(every, pool, why, chosen_from, of_type, best, ranges)
-    return plan
+    return Plan(best, None if empty else prefix, warnings,
+                lambda: _candidates(every, pool, why, chosen_from, of_type, best, ranges))
 
 
 def _prefix(cols: list[str], ranges: list[tuple[str, Any]]) -> list[Range]:
