@@ -245,6 +245,17 @@ def test_a_user_reads_only_their_own_user_doc(open_users: Any) -> None:
     assert req(open_users, "GET", "/_users/org.couchdb.user:ann").status == 404
 
 
+def test_a_user_cannot_write_another_users_doc(open_users: Any) -> None:
+    bob = basic("bob", "bob-password")
+    ann = req(open_users, "GET", "/_users/org.couchdb.user:ann", headers=ADMIN_AUTH).json()
+    ann["roles"] = []
+    answer = req(open_users, "PUT", "/_users/org.couchdb.user:ann", ann, bob)
+    assert answer.status == 404
+    gone = req(open_users, "DELETE", f"/_users/org.couchdb.user:ann?rev={ann['_rev']}", None, bob)
+    assert gone.status == 404
+    assert req(open_users, "GET", "/_session", headers=basic("ann", "ann-password")).status == 200
+
+
 @pytest.mark.parametrize("path,reason", [
     ("/_users/_all_docs", "Only admins can access _all_docs of system databases."),
     ("/_users/_changes", "Only admins can access _changes of system databases."),

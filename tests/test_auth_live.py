@@ -18,7 +18,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     workdir = Path(tmp_path_factory.mktemp("auth_live"))
     env = {"SETTEE_ADMIN_PASSWORD": ADMIN_PASSWORD, "SETTEE_ADMIN_USER": ADMIN,
            "SETTEE_AUTH_ITERATIONS": "1000"}
-    with LiveServer.settee(workdir, workers=2, threads=4, env=env).start() as live:
+    with LiveServer.settee(workdir, workers=2, threads=4, env=env) as live:
         yield live
 
 
