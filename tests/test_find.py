@@ -249,9 +249,13 @@ def test_index_in_a_javascript_ddoc_is_refused(client: Any, db: str) -> None:
     ({"selector": {}, "fields": "a"}, "invalid_fields",
      'Fields must be an array of strings, not: <<"a">>'),
     ({"selector": {}, "fields": [1]}, "invalid_field", "Invalid JSON for field spec: 1"),
+    ({"selector": {}, "fields": ["a..b"]}, "invalid_field_name", "Invalid field name: a..b"),
+    ({"selector": {}, "sort": ["a..b"]}, "invalid_field_name", "Invalid field name: a..b"),
     ({"selector": {}, "use_index": 5}, "invalid_index_name", "Invalid index name: 5"),
     ({"selector": {}, "bookmark": "!!"}, "invalid_bookmark", 'Invalid bookmark value: "!!"'),
     ({"selector": {}, "bookmark": 3}, "invalid_bookmark", "Invalid bookmark value: 3"),
+    ({"selector": {}, "bookmark": "W1sxLDJdXQ"}, "invalid_bookmark",  # [[1,2]]: no doc id
+     'Invalid bookmark value: "W1sxLDJdXQ"'),
     ({"selector": {}, "frobnicate": 1}, "invalid_key",
      "Invalid key frobnicate for this request."),
 ])
@@ -268,6 +272,9 @@ def test_find_errors(client: Any, db: str, body: dict[str, Any], error: str,
     ({}, 400, "missing_required_key", "Missing required key: index"),
     ({"index": []}, 400, "invalid_index", "JSON indexes must be an object, not: []"),
     ({"index": {}}, 400, "missing_required_key", "Missing required key: fields"),
+    ({"index": {"fields": []}}, 400, "invalid_index",
+     "Index definitions must name at least one field."),
+    ({"index": {"fields": ["a..b"]}}, 400, "invalid_field_name", "Invalid field name: a..b"),
     ({"index": {"fields": ["a"]}, "type": "geo"}, 400, "invalid_index",
      "Invalid type for index: geo"),
     ({"index": {"fields": ["a"]}, "name": 1}, 400, "invalid_string", "Invalid string: 1"),
@@ -289,3 +296,25 @@ def test_missing_database_and_content_type(client: Any) -> None:
     client.put("/ct", status=201)
     client.post("/ct/_find", '{"selector": {}}', content_type="text/plain", status=415)
     client.get("/ct/_index?limit=0", status=400)
+
+
+def test_view_cleanup_keeps_mango_indexes_and_view_reads_them(client: Any, db: str) -> None:
+    client.post_json(f"/{db}/_index", {"index": {"fields": ["age"]}, "ddoc": "a", "name": "a"},
+                     status=200)
+    assert ids(client, db, {"selector": {"age": 30}}) == ["ann"]
+    client.post_json(f"/{db}/_view_cleanup", {}, status=202)
+    stats = client.post_json(f"/{db}/_find", {"selector": {"age": 30}, "execution_stats": True},
+                             status=200).json["execution_stats"]
+    assert stats["total_docs_examined"] == 1  # the index is still there, not rebuilt empty
+    rows = client.get(f"/{db}/_design/a/_view/a?reduce=false", status=200).json["rows"]
+    assert [r["key"] for r in rows] == [[17.5], [30], [41], ["old"]]
+    assert client.get(f"/{db}/_design/a/_view/a", status=200).json["rows"] == [
+        {"key": None, "value": 4}]
+    assert client.get(f"/{db}/_design/a/_info", status=200).json["name"] == "a"
+
+
+def test_a_hand_written_index_with_a_bad_field_builds_nothing(client: Any, db: str) -> None:
+    client.put_json(f"/{db}/_design/bad", {"language": "query", "views": {"v": {
+        "map": {"fields": {"a..b": "asc"}}, "reduce": "_count"}}}, status=201)
+    assert client.get(f"/{db}/_design/bad/_view/v?reduce=false").json["rows"] == []
+    assert ids(client, db, {"selector": {"name": "Ann"}}) == ["ann"]

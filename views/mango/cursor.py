@@ -25,6 +25,7 @@ from ...store.engine import Engine
 from ...store.render import doc_bytes
 from ...store.serialize import dumps
 from ..collate import compare
+from ..encoding import sort_key
 from ..fieldpath import extract_fields
 from ..mapper import key_bytes
 from ..selector import compile_normal
@@ -91,8 +92,9 @@ def decode_bookmark(mark: str) -> tuple[Any, str]:
         raw = base64.urlsafe_b64decode(mark + "=" * (-len(mark) % 4))
         value = orjson.loads(raw)
         if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
+            sort_key(value[0])  # a key the index can seek to
             return value[0], value[1]
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, TypeError, RecursionError):
         pass
     raise bad("invalid_bookmark", f"Invalid bookmark value: {dumps(mark).decode()}")
 

@@ -109,6 +109,8 @@ def _index_def(value: Any) -> tuple[Sort, dict[str, Any]]:
     if isinstance(raw, dict):  # the stored form: an object of field -> direction
         raw = [{k: v} for k, v in raw.items()]
     fields = parse_sort(raw)
+    if not fields:
+        raise bad("invalid_index", "Index definitions must name at least one field.")
     partial = value.get("partial_filter_selector", {})
     if not isinstance(partial, dict):
         raise bad("invalid_selector_json", f"Selector must be a JSON object, not: {erl(partial)}")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..selector_norm import erl
+from ..fieldpath import parse_field
+from ..selector_norm import SelectorError, erl
 from .errors import MangoError, bad
 
 Sort = list[tuple[str, str]]
@@ -30,6 +31,7 @@ def parse_sort(value: Any) -> Sort:
             out.append((field, direction))
         else:
             raise bad("invalid_sort_field", f"Invalid sort field: {erl(spec)}")
+        check_field(out[-1][0])
     if len({direction for _, direction in out}) > 1:
         raise MangoError(400, "unsupported_mixed_sort",
                          "Sorts currently only support a single direction for all fields.")
@@ -48,4 +50,13 @@ def parse_fields(value: Any) -> list[str] | None:
     for field in value:
         if not isinstance(field, str):
             raise bad("invalid_field", f"Invalid JSON for field spec: {erl(field)}")
+        check_field(field)
     return list(value) or None
+
+
+def check_field(name: str) -> None:
+    """A field name that parses as a path (`a..b` does not), else CouchDB's 400."""
+    try:
+        parse_field(name)
+    except SelectorError as exc:
+        raise bad(exc.error, exc.reason) from None
