@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests and latencies by endpoint, open feeds, database sizes, tasks.
+"""Prometheus metrics: requests and latencies by endpoint, open feeds, database sizes, tasks,
+and view index lag.
 
 Under `settee serve` every worker writes its samples to files in `PROMETHEUS_MULTIPROC_DIR`
 (prometheus-client's multiprocess mode; `serve.run` sets it inside the runtime directory before
@@ -60,6 +61,11 @@ class RequestMetrics:
         self.feeds = Gauge(
             "settee_feed_connections", "Open long-poll, continuous and eventsource feeds.",
             ["feed"], multiprocess_mode="livesum", registry=registry)
+        self.view_lag = Gauge(
+            "settee_view_index_lag_seqs",
+            "Database update_seq minus the seq of the design doc's most behind view index, "
+            "as last seen by a view query or refresh on this node.",
+            ["db", "ddoc"], multiprocess_mode="mostrecent", registry=registry)
 
 
 _LOCAL = CollectorRegistry(auto_describe=True)
@@ -123,6 +129,11 @@ class Instrument:
             done()
             raise
         return Finished(body, done)
+
+
+def record_view_lag(db: str, ddoc: str, lag: int) -> None:
+    """Set `settee_view_index_lag_seqs{db, ddoc}` (the views' `lag_listener`)."""
+    request_metrics().view_lag.labels(db, ddoc).set(lag)
 
 
 def feed_kind(environ: dict[str, Any]) -> str | None:

@@ -153,6 +153,26 @@ def test_prometheus_counts_requests_by_endpoint_and_reports_databases(app: Any,
                for name, labels in found)
 
 
+def test_view_index_lag_is_exported(app: Any, access: Lines) -> None:
+    client = stack(app, access, json_lines=False)
+    client.put("/lagging", status=201)
+    ddoc = {"views": {"v": {"map": "function(doc) { emit(doc.x, null); }"}}}
+    client.put("/lagging/_design/d", json.dumps(ddoc), status=201)
+    client.get("/lagging/_design/d/_view/v", status=200)  # built: no lag
+    key = ("settee_view_index_lag_seqs", frozenset({"db": "lagging", "ddoc": "d"}.items()))
+
+    def lag() -> float:
+        return samples(metrics.exposition(app.store).decode())[key]
+
+    assert lag() == 0
+    for n in range(5):
+        client.put(f"/lagging/d{n}", '{"x": 1}', status=201)
+    client.get("/lagging/_design/d/_view/v?update=false", status=200)  # stale answer: 5 behind
+    assert lag() == 5
+    client.get("/lagging/_design/d/_view/v", status=200)  # refreshed
+    assert lag() == 0
+
+
 def test_feed_connections_are_counted_while_the_feed_is_open() -> None:
     def feed_app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
         start_response("200 OK", [("Content-Type", "application/json")])
@@ -309,12 +329,18 @@ def test_prometheus_adds_up_every_worker(tmp_path: Path) -> None:
         assert server.request("PUT", "/summed").status == 201
         for n in range(40):
             assert server.request("PUT", f"/summed/d{n}", "{}").status == 201
+        ddoc = '{"views": {"v": {"map": "function(doc) { emit(null, null); }"}}}'
+        assert server.request("PUT", "/summed/_design/d", ddoc).status == 201
+        assert server.request("GET", "/summed/_design/d/_view/v?update=false").status == 200
         text = server.request("GET", "/_node/_local/_prometheus").body.decode()
     found = samples(text)
     puts = found[("settee_http_requests_total", frozenset(
         {"endpoint": "documents.doc", "method": "PUT", "status": "201"}.items()))]
     assert puts == 40  # every worker's share, from the shared multiprocess directory
-    assert found[("settee_database_docs", frozenset({"db": "summed"}.items()))] == 40
+    assert found[("settee_database_docs", frozenset({"db": "summed"}.items()))] == 41  # + ddoc
+    # the stale view query saw its index 41 seqs behind, whichever worker answered it
+    assert found[("settee_view_index_lag_seqs",
+                  frozenset({"db": "summed", "ddoc": "d"}.items()))] == 41
 
 
 @pytest.mark.live

@@ -14,7 +14,7 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +87,7 @@ class ViewService:
         self._watched: set[tuple[str, str]] = set()
         self._warmer: threading.Thread | None = None
         self._stop = threading.Event()
+        self.lag_listener: Callable[[str, str, int], None] | None = None
         store.setup()  # the store's tables first: the view tables reference them
         schema.create(store.engine)
 
@@ -120,11 +121,22 @@ class ViewService:
         """Bring every view of the ddoc up to the database's seq; index states by signature."""
         mapper.check_language(ddoc)
         with self._lock(db_name, ddoc.id):
-            return indexer.refresh(self, db_name, ddoc, list(ddoc.views.values()))
+            snap = indexer.refresh(self, db_name, ddoc, list(ddoc.views.values()))
+        self._report_lag(db_name, ddoc, snap)
+        return snap
 
     def current(self, db_name: str, ddoc: DesignDoc) -> indexer.Snapshot:
         """The index states as they are (creating missing empty indexes), without updating."""
-        return indexer.current(self, db_name, list(ddoc.views.values()))
+        snap = indexer.current(self, db_name, list(ddoc.views.values()))
+        self._report_lag(db_name, ddoc, snap)
+        return snap
+
+    def _report_lag(self, db_name: str, ddoc: DesignDoc, snap: indexer.Snapshot) -> None:
+        """Tell `lag_listener` (the server's metrics) how many seqs the ddoc's most behind index
+        trails its database by, as this refresh or query saw it."""
+        if self.lag_listener is not None and snap.states:
+            behind = snap.db_seq - min(state.seq for state in snap.states.values())
+            self.lag_listener(db_name, ddoc.id.removeprefix("_design/"), max(0, behind))
 
     def _lock(self, db_name: str, ddoc_id: str) -> threading.Lock:
         with self._guard:

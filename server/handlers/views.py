@@ -21,7 +21,7 @@ from ...views import answer, cleanup
 from ...views.design import DesignError
 from ...views.query import InvalidQuery, validate
 from ...views.service import ViewService, ViewSettings, service_for
-from .. import viewparams
+from .. import metrics, viewparams
 from ..errors import BadContentType, HttpError, QueryParseError
 from ..wrappers import JSON, SetteeRequest, json_response
 
@@ -41,7 +41,9 @@ class ViewError(HttpError):
 
 
 def _service(app: Settee) -> ViewService:
-    return service_for(app.store, ViewSettings.from_settings(app.settings))
+    service = service_for(app.store, ViewSettings.from_settings(app.settings))
+    service.lag_listener = metrics.record_view_lag  # the index lag gauge
+    return service
 
 
 def _http(run: Callable[[], T]) -> T:
