@@ -81,9 +81,10 @@ class Result:
         return out + b"}\r\n"
 
 
-def encode_bookmark(key: Any, doc_id: str) -> str:
-    """An opaque bookmark for the row `(key, doc_id)`."""
-    return base64.urlsafe_b64encode(dumps([key, doc_id])).rstrip(b"=").decode()
+def encode_bookmark(key_json: bytes, doc_id: str) -> str:
+    """An opaque bookmark for the row `(key, doc_id)`, from the key's JSON."""
+    raw = b"[" + key_json + b"," + dumps(doc_id) + b"]"
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def decode_bookmark(mark: str) -> tuple[Any, str]:
@@ -99,7 +100,7 @@ def decode_bookmark(mark: str) -> tuple[Any, str]:
     raise bad("invalid_bookmark", f"Invalid bookmark value: {dumps(mark).decode()}")
 
 
-Row = tuple[bytes, Any, str, str, Any, Any]
+Row = tuple[bytes, bytes, str, str, Any, Any]
 """(key bytes for paging, key JSON, doc id, winning rev, tree JSON or None, packed body)."""
 
 
@@ -121,18 +122,21 @@ def execute(service: ViewService, db_name: str, query: FindQuery, plan: Plan) ->
     return Result(docs, bookmark or query.bookmark or "nil", warnings, stats)
 
 
-def _residual(query: FindQuery, plan: Plan) -> Callable[[Any], bool]:
-    """The selector without the `$eq` terms the scan already guarantees."""
+def _residual(query: FindQuery, plan: Plan) -> Callable[[Any], bool] | None:
+    """The selector without the `$eq` terms the scan already guarantees; None when nothing is
+    left to check."""
     fixed = plan.fixed_columns()
     normal = query.normal
-    if not fixed or not normal:
+    if not normal:
+        return None
+    if not fixed:
         return query.matcher
     (op, arg), = normal.items()
     terms = arg if op == "$and" else [normal]
     kept = [t for t in terms if not _implied(t, fixed)]
-    if len(kept) == len(terms):
-        return query.matcher
-    return compile_normal({"$and": kept} if kept else {})
+    if not kept:
+        return None
+    return query.matcher if len(kept) == len(terms) else compile_normal({"$and": kept})
 
 
 def _implied(term: dict[str, Any], fixed: dict[str, Any]) -> bool:
@@ -142,7 +146,7 @@ def _implied(term: dict[str, Any], fixed: dict[str, Any]) -> bool:
     return compare(cond["$eq"], fixed[name]) == 0
 
 
-def _collect(service: ViewService, query: FindQuery, match: Callable[[Any], bool],
+def _collect(service: ViewService, query: FindQuery, match: Callable[[Any], bool] | None,
              rows: Iterator[Row], stats: Stats) -> tuple[list[bytes], str | None]:
     body_of = service.store.layer.body_of
     skip, limit, fields = query.skip, query.limit, query.fields
@@ -164,8 +168,8 @@ def _collect(service: ViewService, query: FindQuery, match: Callable[[Any], bool
             stats.quorum += 1
         else:
             stats.docs += 1
-        doc = orjson.loads(text)
-        if not match(doc):
+        doc = orjson.loads(text) if match is not None or fields is not None else None
+        if match is not None and not match(doc):
             continue
         last = (key, doc_id)
         if skip:
@@ -231,7 +235,7 @@ def _index_rows(engine: Engine, service: ViewService, db_name: str, plan: Plan,
             params += [after[0], after[2]]
         text += f" ORDER BY v.key_bytes {order}, v.doc_id {order} LIMIT ?"
         params.append(size)
-        return [(_b(kb), orjson.loads(_b(kj)), doc_id, rev, tree, _b(body))
+        return [(_b(kb), _b(kj), doc_id, rev, tree, _b(body))
                 for kb, kj, doc_id, rev, tree, body in sql.fetchall(conn, text, params)]
 
     return _pages(engine, run, _first_page(query))
@@ -276,7 +280,7 @@ def _all_docs_rows(engine: Engine, service: ViewService, db_name: str, plan: Pla
             params.append(after[2])
         text += f" ORDER BY d.doc_id {order} LIMIT ?"
         params.append(size)
-        return [(b"", doc_id, doc_id, rev, tree, _b(body))
+        return [(b"", dumps(doc_id), doc_id, rev, tree, _b(body))
                 for doc_id, rev, tree, body in sql.fetchall(conn, text, params)]
 
     return _pages(engine, run, _first_page(query))

@@ -24,6 +24,7 @@ from typing import Any
 
 from ...store import reads, sql
 from ...store.engine import Tx
+from ...store.errors import DbNotFound
 from .. import design
 from ..design import DesignDoc, ViewDef
 from ..reduce import loads
@@ -180,11 +181,17 @@ _cache_lock = threading.Lock()
 _CACHE_SIZE = 512
 
 
-def list_for(conn: Tx, dbid: int, body_of: Any) -> list[MangoIndex]:
-    """Every json index of the database, in CouchDB's order (`_all_docs` not included)."""
-    rows = sql.fetchall(conn, "SELECT doc_id, winner FROM settee_docs WHERE db_id = ? AND "
-                        "doc_id >= ? AND doc_id < ? AND deleted = ?",
-                        (dbid, "_design/", "_design0", False))
+def list_for(conn: Tx, db_name: str, body_of: Any) -> list[MangoIndex]:
+    """Every json index of the database, in CouchDB's order (`_all_docs` not included); one
+    statement finds the database (`DbNotFound`) and its design docs' revisions."""
+    rows = sql.fetchall(conn, "SELECT b.id, d.doc_id, d.winner FROM settee_dbs b LEFT JOIN "
+                        "settee_docs d ON d.db_id = b.id AND d.doc_id >= ? AND d.doc_id < ? "
+                        "AND d.deleted = ? WHERE b.name = ?",
+                        ("_design/", "_design0", False, db_name))
+    if not rows:
+        raise DbNotFound()
+    dbid = int(rows[0][0])
+    rows = [(doc_id, rev) for _, doc_id, rev in rows if doc_id is not None]
     found: list[MangoIndex] = []
     missing: list[tuple[str, str]] = []
     with _cache_lock:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...store import Store, reads
+from ...store import Store
 from ...store.errors import Conflict, NotFound
 from .errors import MangoError, bad
 from .indexes import ALL_DOCS, IndexRequest, MangoIndex, list_for
@@ -22,8 +22,7 @@ RETRIES = 5
 def list_indexes(store: Store, db_name: str) -> list[MangoIndex]:
     """`_all_docs` then the json indexes, in CouchDB's order (`DbNotFound` for a missing db)."""
     with store.engine.transaction() as conn:
-        dbid = reads.db_id(conn, db_name)
-        return [ALL_DOCS, *list_for(conn, dbid, store.layer.body_of)]
+        return [ALL_DOCS, *list_for(conn, db_name, store.layer.body_of)]
 
 
 def create_index(store: Store, db_name: str, req: IndexRequest) -> str:
