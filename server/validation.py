@@ -5,7 +5,8 @@ without `new_edits`, so replication into a local database too, and standalone at
 PUT/DELETE) is checked here first, outside the store's write lock: JavaScript and hashing never
 run while writers wait. As in CouchDB (`couch_db:validate_doc_update/3`), `_local/` documents and
 design documents are not validated (design documents are the access policy's: db admins only),
-and a replicated revision the database already has is skipped.
+and a replicated revision the database already has is skipped. In the `_users` database the
+built-in rules of `user_docs` run first (a clear password is hashed before any function sees it).
 
 Each live design document with a `validate_doc_update` is called in id order with
 `(newDoc, oldDoc, userCtx, secObj)`, as `couch_query_servers:validate_doc_update/5` passes them:
@@ -16,7 +17,8 @@ Each live design document with a `validate_doc_update` is called in id order wit
 - `oldDoc`: the stored revision being replaced, with `_id`, `_rev`, `_revisions`, `_deleted`
   and attachment stubs, or `null` for a creation or a recreation over a deleted document; for a
   replicated revision, the nearest stored ancestor along its path;
-- `userCtx`: `{"db", "name", "roles"}` of the requester; `secObj`: the database's `_security`.
+- `userCtx`: `{"db", "name", "roles"}` of the requester; `secObj`: the database's `_security`
+(`validation_docs` builds the two documents).
 
 JavaScript runs in the view service's QuickJS pool, in a context of its own per (database,
 design doc id, rev): two databases never share globals (CVE-2023-26268). `throw({forbidden: m})`
@@ -36,10 +38,15 @@ raising `Forbidden(reason)` or `Unauthorized(reason)` from this module (403 / 40
 exception refuses the write with 500 `unknown_error`. A name the operator did not allow refuses
 every write to that database until the design document is fixed.
 
-The database's validating design documents are found with one indexed query per write (the
-winning revs of its live `_design/` docs, with its `_security`, in one round trip), so an edit on
-another PostgreSQL node is seen by the very next write; parsed functions are cached by
-(database, design doc id, rev). A database without any costs that one query.
+What validation depends on (the winning revs of the database's live `_design/` docs and its
+`_security`, one indexed query) is remembered per process, and functions run against that. The
+write transaction reads it again as its first statement (on PostgreSQL holding the database's
+row lock, which every writer of that database takes, a design doc write included) and commits
+only if nothing changed; otherwise the edits are validated again with the new state. So a design
+doc edited on another PostgreSQL node applies from the very next write, with no window in which
+an old function could let a write through, and a database without validation functions pays
+one small query inside its write transaction. Parsed functions are cached by (database, design
+doc id, rev).
 """
 
 from __future__ import annotations
@@ -53,11 +60,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..store import Store, reads, revtree, sql
-from ..store.errors import Conflict, DbNotFound, StoreError
-from ..store.render import doc_bytes, revisions, stub
-from ..store.writes import Edit
-from . import user_docs
+from ..store import Store, reads, sql
+from ..store.engine import Tx
+from ..store.errors import Conflict, DbNotFound, StoreBusy, StoreError
+from ..store.writes import Edit, WriteResult, write_edits
+from . import user_docs, validation_docs
 from .errors import HttpError
 from .userctx import UserCtx
 
@@ -66,6 +73,7 @@ if TYPE_CHECKING:
 
 DESIGN, DESIGN_END = "_design/", "_design0"
 CACHE_SIZE = 1024
+ATTEMPTS = 5
 
 
 class Refused(HttpError, StoreError):
@@ -106,35 +114,57 @@ class Validator:
     ddoc: dict[str, Any]
 
 
-@dataclass(slots=True)
-class _Target:
-    """What one edit is checked against: the old doc (None: creation), or an outcome that
-    needs no function: skip (a replayed replication, a design or local doc) or a conflict."""
+@dataclass(frozen=True, slots=True)
+class DbState:
+    """What validation depends on: the database's id, `_security` text and live design docs
+    (id, winning rev) in id order. A write commits only if this is still what it reads."""
 
-    old: dict[str, Any] | None = None
-    skip: bool = False
-    conflict: bool = False
+    dbid: int
+    security: str
+    ddocs: tuple[tuple[str, str], ...]
+
+
+class Stale(StoreError):
+    """Inside the write: the database's state is not the one its edits were validated
+    against (a design doc or `_security` changed, maybe on another node); try again."""
+
+    def __init__(self, state: DbState) -> None:
+        super().__init__("validation state changed")
+        self.state = state
 
 
 class _Cache:
-    """Parsed validators of one store by (db, ddoc id, rev); None for a ddoc without one."""
+    """Per store and process: the last `DbState` seen of each database, and parsed validators
+    by (db, ddoc id, rev), None for a design doc without one."""
 
     def __init__(self) -> None:
-        self.entries: OrderedDict[tuple[str, str, str], Validator | None] = OrderedDict()
+        self.states: OrderedDict[str, DbState] = OrderedDict()
+        self.validators: OrderedDict[tuple[str, str, str], Validator | None] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, key: tuple[str, str, str]) -> tuple[bool, Validator | None]:
+    def state(self, db: str) -> DbState | None:
         with self.lock:
-            if key not in self.entries:
+            return self.states.get(db)
+
+    def remember(self, db: str, state: DbState) -> None:
+        with self.lock:
+            self.states[db] = state
+            self.states.move_to_end(db)
+            while len(self.states) > CACHE_SIZE:
+                self.states.popitem(last=False)
+
+    def validator(self, key: tuple[str, str, str]) -> tuple[bool, Validator | None]:
+        with self.lock:
+            if key not in self.validators:
                 return False, None
-            self.entries.move_to_end(key)
-            return True, self.entries[key]
+            self.validators.move_to_end(key)
+            return True, self.validators[key]
 
     def put(self, key: tuple[str, str, str], value: Validator | None) -> None:
         with self.lock:
-            self.entries[key] = value
-            while len(self.entries) > CACHE_SIZE:
-                self.entries.popitem(last=False)
+            self.validators[key] = value
+            while len(self.validators) > CACHE_SIZE:
+                self.validators.popitem(last=False)
 
 
 _caches: weakref.WeakKeyDictionary[Store, _Cache] = weakref.WeakKeyDictionary()
@@ -151,17 +181,53 @@ def _cache_of(store: Store) -> _Cache:
 
 # -- the entry point ---------------------------------------------------------------------------
 
+def write(app: Settee, user: UserCtx, db: str, edits: Sequence[Edit],
+          new_edits: bool) -> list[WriteResult]:
+    """Validate `edits` as `user`, write those that pass, one result per edit in order.
+
+    Functions run before the write lock is taken, against the database's state as this process
+    last saw it; the write transaction re-reads that state (first, with the database's row lock
+    on PostgreSQL) and commits only if it is unchanged, else the edits are validated again."""
+    cache = _cache_of(app.store)
+    state = cache.state(db) or _read_state(app, db)
+    for _ in range(ATTEMPTS):
+        cache.remember(db, state)
+        refusals = check_edits(app, user, db, edits, new_edits, state)
+        passed = [edit for edit, refused in zip(edits, refusals) if refused is None]
+        try:
+            written = iter(_commit(app, db, state, passed, new_edits))
+        except Stale as exc:
+            state = exc.state
+            continue
+        return [next(written) if refused is None else WriteResult(edit.id, error=refused)
+                for edit, refused in zip(edits, refusals)]
+    raise StoreBusy("The design documents of this database keep changing; try again.")
+
+
+def _commit(app: Settee, db: str, state: DbState, edits: list[Edit],
+            new_edits: bool) -> list[WriteResult]:
+    layer = app.store.layer
+
+    def run(conn: Tx) -> list[WriteResult]:
+        current = _state(conn, db, lock=True)
+        if current != state:
+            raise Stale(current)
+        if not edits:
+            return []
+        return write_edits(conn, db, edits, new_edits=new_edits, layer=layer)
+    return app.store.commits.submit(db, run)
+
+
 def check_edits(app: Settee, user: UserCtx, db: str, edits: Sequence[Edit],
-                new_edits: bool) -> list[StoreError | None]:
+                new_edits: bool, state: DbState) -> list[StoreError | None]:
     """For each edit, the error that refuses it, or None; `_users` edits may be rewritten
-    (a clear password hashed). Raises `DbNotFound` for a missing database."""
-    dbid, security, ddocs = _db_state(app, db)
+    (a clear password hashed)."""
     users = db == user_docs.USERS_DB
-    validators = _validators(app, db, ddocs) if ddocs else []
+    validators = _validators(app, db, state) if state.ddocs else []
     if not validators and not users:
         return [None] * len(edits)
-    sec = _security(security)
-    targets = _targets(app, dbid, edits, new_edits)
+    sec = _security(state.security)
+    targets = validation_docs.targets(app, state.dbid, edits, new_edits)
     ctx = user.json(db)
     out: list[StoreError | None] = []
     for edit, target in zip(edits, targets):
@@ -174,7 +240,7 @@ def check_edits(app: Settee, user: UserCtx, db: str, edits: Sequence[Edit],
         try:
             if users:
                 user_docs.before_update(edit, user, sec, app.settings.auth_iterations)
-            new = new_doc(edit, new_edits)
+            new = validation_docs.new_doc(edit, new_edits)
             if users:
                 user_docs.check(new, target.old, user, sec)
             for validator in validators:
@@ -188,43 +254,51 @@ def check_edits(app: Settee, user: UserCtx, db: str, edits: Sequence[Edit],
 
 # -- the database's design documents -------------------------------------------------------------
 
-def _db_state(app: Settee, db: str) -> tuple[int, str, list[tuple[str, str]]]:
-    """The database's id, `_security` text and live design docs (id, winning rev), one query."""
+def _read_state(app: Settee, db: str) -> DbState:
     with app.store.engine.transaction(snapshot=False) as conn:
-        rows = sql.fetchall(
-            conn,
-            "SELECT b.id, b.security, d.doc_id, d.winner FROM settee_dbs b "
-            "LEFT JOIN settee_docs d ON d.db_id = b.id AND d.doc_id >= ? AND d.doc_id < ? "
-            "AND d.deleted = ? WHERE b.name = ? ORDER BY d.doc_id",
-            (DESIGN, DESIGN_END, False, db),
-        )
+        return _state(conn, db, lock=False)
+
+
+def _state(conn: Tx, db: str, *, lock: bool) -> DbState:
+    """The database's `DbState` in one query (`DbNotFound` if it is gone). In a write on
+    PostgreSQL it locks the database's counter row first, as every writer does, so no design
+    doc can change before this transaction commits (SQLite's BEGIN IMMEDIATE already holds
+    every writer off)."""
+    suffix = " FOR UPDATE OF b" if lock and conn.dialect != "sqlite" else ""
+    rows = sql.fetchall(
+        conn,
+        "SELECT b.id, b.security, d.doc_id, d.winner FROM settee_dbs b "
+        "LEFT JOIN settee_docs d ON d.db_id = b.id AND d.doc_id >= ? AND d.doc_id < ? "
+        "AND d.deleted = ? WHERE b.name = ? ORDER BY d.doc_id" + suffix,
+        (DESIGN, DESIGN_END, False, db),
+    )
     if not rows:
         raise DbNotFound()
-    ddocs = [(str(doc_id), str(rev)) for _, _, doc_id, rev in rows if doc_id is not None]
-    return int(rows[0][0]), str(rows[0][1] or "{}"), ddocs
+    ddocs = tuple((str(doc_id), str(rev)) for _, _, doc_id, rev in rows if doc_id is not None)
+    return DbState(int(rows[0][0]), str(rows[0][1] or "{}"), ddocs)
 
 
-def _validators(app: Settee, db: str, ddocs: list[tuple[str, str]]) -> list[Validator]:
+def _validators(app: Settee, db: str, state: DbState) -> list[Validator]:
     cache = _cache_of(app.store)
     found: dict[tuple[str, str], Validator | None] = {}
     missing = []
-    for doc_id, rev in ddocs:
-        hit, value = cache.get((db, doc_id, rev))
+    for doc_id, rev in state.ddocs:
+        hit, value = cache.validator((db, doc_id, rev))
         if hit:
             found[(doc_id, rev)] = value
         else:
             missing.append((doc_id, rev))
     if missing:
         with app.store.engine.transaction() as conn:
-            packed = reads.bodies_for(conn, reads.db_id(conn, db), missing)
+            packed = reads.bodies_for(conn, state.dbid, missing)
         for doc_id, rev in missing:
             data = packed.get((doc_id, rev))
             if data is None:
-                continue  # replaced since the first query: the next write sees the new one
+                continue  # replaced since: the write will find its state stale and retry
             value = _parse(doc_id, rev, orjson.loads(app.store.layer.body_of(data)))
             cache.put((db, doc_id, rev), value)
             found[(doc_id, rev)] = value
-    return [v for key in ddocs if (v := found.get(key)) is not None]
+    return [v for key in state.ddocs if (v := found.get(key)) is not None]
 
 
 def _parse(doc_id: str, rev: str, body: Any) -> Validator | None:
@@ -247,105 +321,6 @@ def _security(text: str) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-# -- the documents a function sees ----------------------------------------------------------------
-
-def new_doc(edit: Edit, new_edits: bool) -> dict[str, Any]:
-    """The edit as CouchDB shows it to a validation function (`couch_doc:to_json_obj/2`)."""
-    doc: dict[str, Any] = {"_id": edit.id}
-    path = edit.revisions if not new_edits and edit.revisions else (
-        [edit.rev] if edit.rev is not None else [])
-    if path:
-        doc["_rev"] = path[0]
-    doc.update(edit.fields)
-    if edit.deleted:
-        doc["_deleted"] = True
-    if path:
-        doc["_revisions"] = {"start": revtree.pos(path[0]),
-                             "ids": [r.partition("-")[2] for r in path]}
-    if edit.atts:
-        doc["_attachments"] = {att.name: _att_stub(att) for att in edit.atts}
-    return doc
-
-
-def _att_stub(att: Any) -> dict[str, Any]:
-    if att.keep is not None:
-        return stub(att.keep)
-    out: dict[str, Any] = {"content_type": att.content_type}
-    if att.revpos is not None:
-        out["revpos"] = att.revpos
-    if att.blob is not None:
-        out["digest"], out["length"] = att.blob.digest, att.blob.length
-    else:
-        if att.digest is not None:
-            out["digest"] = att.digest
-        if att.length is not None:
-            out["length"] = att.length
-    if att.follows:
-        out["follows"] = True
-    else:
-        out["stub"] = True
-    return out
-
-
-def _targets(app: Settee, dbid: int, edits: Sequence[Edit], new_edits: bool) -> list[_Target]:
-    """Which stored revision each edit replaces, read in one snapshot before the write."""
-    checked = [e for e in edits if not e.id.startswith((DESIGN, "_local/"))]
-    plans: dict[int, tuple[_Target, list[str]]] = {}
-    with app.store.engine.transaction() as conn:
-        infos = reads.doc_infos(conn, dbid, [e.id for e in checked]) if checked else {}
-        for edit in checked:
-            plans[id(edit)] = _plan(edit, infos.get(edit.id), new_edits)
-        wanted = [(e.id, revs[0]) for e in checked if (revs := plans[id(e)][1])]
-        packed = reads.bodies_for(conn, dbid, wanted) if wanted else {}
-        for edit in checked:  # a replicated edit whose parent lost its body: look further up
-            revs = plans[id(edit)][1]
-            if len(revs) > 1 and (edit.id, revs[0]) not in packed:
-                kept = {row[0] for row in sql.fetchall(
-                    conn, "SELECT rev FROM settee_revs WHERE db_id = ? AND doc_id = ?",
-                    (dbid, edit.id))}
-                nearest = next((r for r in revs if r in kept), None)
-                if nearest is not None:
-                    plans[id(edit)] = (plans[id(edit)][0], [nearest])
-                    packed.update(reads.bodies_for(conn, dbid, [(edit.id, nearest)]))
-    out = []
-    for edit in edits:
-        if id(edit) not in plans:
-            out.append(_Target(skip=True))
-            continue
-        target, revs = plans[id(edit)]
-        info = infos.get(edit.id)
-        rev = revs[0] if revs else None
-        if rev is not None and info is not None and (edit.id, rev) in packed:
-            body = app.store.layer.body_of(packed[(edit.id, rev)])
-            extra = [("_revisions", revisions(info.tree, rev))]
-            target.old = orjson.loads(doc_bytes(edit.id, rev, body, deleted=info.tree[rev][1],
-                                                extra=extra))
-        out.append(target)
-    return out
-
-
-def _plan(edit: Edit, info: reads.DocInfo | None, new_edits: bool
-          ) -> tuple[_Target, list[str]]:
-    """The edit's target and the revs whose body may be its old doc, nearest first (CouchDB's
-    `prep_and_validate_update` and `prep_and_validate_replicated_updates`)."""
-    if info is None:
-        return _Target(conflict=new_edits and edit.rev is not None), []
-    tree = info.tree
-    if new_edits:
-        if edit.rev is None:
-            return (_Target(), []) if info.deleted else (_Target(conflict=True), [])
-        if not revtree.is_leaf(tree, edit.rev):
-            return _Target(conflict=True), []
-        return _Target(), [edit.rev]
-    path = edit.revisions or ([edit.rev] if edit.rev else [])
-    if not path or path[0] in tree:
-        return _Target(skip=True), []  # a revision the database already has
-    for rev in path[1:]:
-        if rev in tree:  # the nearest ancestor on disk (`make_first_doc_on_disk`)
-            return _Target(), revtree.ancestry(tree, rev)
-    return _Target(), []
 
 
 # -- calling a function ----------------------------------------------------------------------------

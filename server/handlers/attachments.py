@@ -32,8 +32,8 @@ from ...store.writes import Edit, WriteResult
 from ..docview import rev_from
 from ..errors import BadContentType, HttpError, error_response
 from ..multipart import Part, StreamResponse, framed, safe_header
+from .. import validation
 from ..uploads import Md5Mismatch, max_attachment_size, spool_body
-from ..validation import check_edits
 from ..wrappers import SetteeRequest, json_response, location, quoted
 
 if TYPE_CHECKING:
@@ -62,14 +62,10 @@ def save_edits(app: Settee, request: SetteeRequest, db: str, edits: Sequence[Edi
     """Validate edits as the request's user (`validation`, before any lock is taken), write
     those that pass, and answer one result per edit in order. An unresolvable stub fails the
     whole write with 412, as in CouchDB."""
-    refusals = check_edits(app, request.user_ctx, db, edits, new_edits)
-    passed = [edit for edit, refused in zip(edits, refusals) if refused is None]
     try:
-        written = iter(app.store.db(db).write(passed, new_edits=new_edits) if passed else ())
+        return validation.write(app, request.user_ctx, db, edits, new_edits)
     except MissingStub as exc:
         raise MissingStubError(exc.reason) from None
-    return [next(written) if refused is None else WriteResult(edit.id, error=refused)
-            for edit, refused in zip(edits, refusals)]
 
 
 def attachment(app: Settee, request: SetteeRequest, db: str, docid: str, att: str) -> Response:
