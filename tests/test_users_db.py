@@ -3,8 +3,8 @@
 Signup with `roles: ["_admin"]` is refused, duplicate `roles` keys are a 400, a user cannot
 change their own roles, name or type nor touch another user's document, a clear `password` is
 replaced by a PBKDF2 hash and never stored, and admins manage everything; in `_bulk_docs` too.
-Non-admin requests are made through `save_edits` with a request carrying that user's context
-(the HTTP path for real users is the authentication layer's; see `tests/test_auth*.py`).
+The rules are checked one by one on hand-made user contexts, through `save_edits` on both
+backends, and over HTTP with real users signing up and logging in with Basic auth.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from authkit import ADMIN_AUTH, add_user, basic, req, settings
 from conftest import Client
+from settee.server import create_app
 from settee.server.handlers.attachments import save_edits
 from settee.server.passwords import from_user_doc
 from settee.server.settings import Settings
@@ -195,3 +197,70 @@ def test_bulk_docs_rules_per_document(c: Client, module_app: Any) -> None:
     assert via_http[0] == {"id": "org.couchdb.user:lou", "error": "forbidden",
                            "reason": "No system roles (starting with underscore) in users db."}
     assert via_http[1]["ok"] is True and "password" not in stored(c, "max")
+
+
+# -- over HTTP, with real users (Basic auth, a non-loopback caller: no admin party) -------------
+
+@pytest.fixture
+def users_app(store_url: str, tmp_path: Any) -> Any:
+    """A secured app whose `_users` anyone may write to (signup), with user bob."""
+    app = create_app({"database_url": store_url, "data_dir": str(tmp_path / "data"),
+                      **settings(users_db_security_editable=True)})
+    add_user(app, "bob", "bob-password", ["staff"])
+    public = {"members": {"roles": []}, "admins": {"roles": ["_admin"]}}
+    assert req(app, "PUT", "/_users/_security", public, ADMIN_AUTH).status == 200
+    yield app
+    app.store.close()
+
+
+def test_http_signup_and_role_escalation(users_app: Any) -> None:
+    app, path = users_app, "/_users/org.couchdb.user:"
+    grab = req(app, "PUT", path + "eve", user("eve", ["_admin"], password="p"))
+    assert (grab.status, grab.json()["reason"]) == (403, "Only _admin may set roles")
+    assert req(app, "GET", path + "eve", headers=ADMIN_AUTH).status == 404
+    signup = req(app, "PUT", path + "eve", user("eve", password="eve-pw"))
+    assert signup.status == 201, signup.body
+    eve = req(app, "GET", path + "eve", headers=ADMIN_AUTH).json()
+    assert "password" not in eve and eve["password_scheme"] == "pbkdf2"
+    as_eve = basic("eve", "eve-pw")
+    assert req(app, "GET", "/_session", headers=as_eve).json()["userCtx"] == {
+        "name": "eve", "roles": []}
+    mine = req(app, "GET", path + "eve", headers=as_eve).json()
+    escalate = req(app, "PUT", path + "eve", {**mine, "roles": ["staff"]}, as_eve)
+    assert (escalate.status, escalate.json()["reason"]) == (403, "Only _admin may edit roles")
+    new_pw = req(app, "PUT", path + "eve", {**mine, "password": "eve-pw-2"}, as_eve)
+    assert new_pw.status == 201, new_pw.body
+    assert req(app, "GET", "/_session", headers=basic("eve", "eve-pw-2")).status == 200
+    assert req(app, "GET", "/_session", headers=as_eve).status == 401
+    bob = req(app, "GET", path + "bob", headers=ADMIN_AUTH).json()
+    other = req(app, "PUT", path + "bob", {**bob, "roles": []}, basic("eve", "eve-pw-2"))
+    assert other.status == 404
+    bulk = req(app, "POST", "/_users/_bulk_docs",
+               {"docs": [user("fay", ["_admin"]), user("gus", password="g")]})
+    assert bulk.status == 201
+    assert [r.get("error") for r in bulk.json()] == ["forbidden", None]
+    assert req(app, "GET", "/_session", headers=basic("gus", "g")).status == 200
+
+
+def test_validation_sees_a_real_user_and_the_security_object(users_app: Any) -> None:
+    app, bob = users_app, basic("bob", "bob-password")
+    assert req(app, "PUT", "/notes", None, ADMIN_AUTH).status == 201
+    sec = {"members": {"names": ["bob"], "roles": []}, "admins": {"names": [], "roles": []}}
+    assert req(app, "PUT", "/notes/_security", sec, ADMIN_AUTH).status == 200
+    vdu = ("function(n, o, u, s) {"
+           " if (n.who) throw({forbidden: JSON.stringify([u, s])});"
+           " if (u.roles.indexOf('_admin') < 0 && n.locked) throw({unauthorized: 'admins only'});"
+           "}")
+    assert req(app, "PUT", "/notes/_design/v", {"validate_doc_update": vdu},
+               ADMIN_AUTH).status == 201
+    seen = req(app, "PUT", "/notes/a", {"who": 1}, bob)
+    assert seen.status == 403
+    ctx, secobj = json.loads(seen.json()["reason"])
+    assert ctx == {"db": "notes", "name": "bob", "roles": ["staff"]}
+    assert secobj == sec
+    locked = req(app, "PUT", "/notes/b", {"locked": True}, bob)
+    assert locked.status == 401 and locked.json() == {"error": "unauthorized",
+                                                      "reason": "admins only"}
+    assert req(app, "PUT", "/notes/b", {"locked": True}, ADMIN_AUTH).status == 201
+    assert req(app, "PUT", "/notes/c", {"n": 1}, bob).status == 201
+    assert req(app, "GET", "/notes/a", headers=ADMIN_AUTH).status == 404
