@@ -120,19 +120,25 @@ def test_filter_req_is_scrubbed(c: Client, caplog: pytest.LogCaptureFixture) -> 
         " s.indexOf('Basic') < 0 && s.indexOf('tok-123') < 0 &&"
         " s.toLowerCase().indexOf('authorization') < 0; }")}})
     put(c, "/scrub/doc", {"n": 1})
-    headers = {**AUTH, "Cookie": "AuthSession=YWRtaW46c2VjcmV0; theme=dark",
-               "X-Auth-CouchDB-Token": "tok-123", "X-Other": "kept"}
-    with caplog.at_level(logging.INFO, logger="settee.views.js"):
-        got = c.get("/scrub/_changes?filter=spy/f", headers=headers).json["results"]
-    assert [r["id"] for r in got] == ["_design/spy", "doc"]
-    logged = [json.loads(r.getMessage().split(": ", 1)[1]) for r in caplog.records
-              if "_design/spy" in r.getMessage()]
-    assert logged
-    req = logged[0]
-    text = json.dumps(req)
-    for secret in ("AuthSession", "YWRtaW46c2VjcmV0", "s3cret", TOKEN, "tok-123"):
-        assert secret not in text
-    lowered = {k.lower() for k in req["headers"]}
-    assert not lowered & {"cookie", "authorization", "x-auth-couchdb-token"}
-    assert req["headers"]["X-Other"] == "kept" and req["cookie"] == {"theme": "dark"}
-    assert req["userCtx"] == {"db": "scrub", "name": "admin", "roles": ["_admin"]}
+    login = c.post("/_session", json.dumps({"name": "admin", "password": "s3cret-pw"}),
+                   content_type="application/json", status=200)
+    session = login.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+    callers = {"basic": {**AUTH, "Cookie": "theme=dark"},
+               "cookie": {"Cookie": f"AuthSession={session}; theme=dark"}}
+    for how, headers in callers.items():
+        caplog.clear()
+        headers = {**headers, "X-Auth-CouchDB-Token": "tok-123", "X-Other": "kept"}
+        with caplog.at_level(logging.INFO, logger="settee.views.js"):
+            got = c.get("/scrub/_changes?filter=spy/f", headers=headers).json["results"]
+        assert [r["id"] for r in got] == ["_design/spy", "doc"], how
+        logged = [json.loads(r.getMessage().split(": ", 1)[1]) for r in caplog.records
+                  if "_design/spy" in r.getMessage()]
+        assert logged, how
+        req = logged[0]
+        text = json.dumps(req)
+        for secret in ("AuthSession", session, "s3cret", TOKEN, "tok-123"):
+            assert secret not in text, (how, secret)
+        lowered = {k.lower() for k in req["headers"]}
+        assert not lowered & {"cookie", "authorization", "x-auth-couchdb-token"}, how
+        assert req["headers"]["X-Other"] == "kept" and req["cookie"] == {"theme": "dark"}
+        assert req["userCtx"] == {"db": "scrub", "name": "admin", "roles": ["_admin"]}, how
