@@ -5,7 +5,8 @@ Installs the npm package `pouchdb-server` into a temporary folder (or `--install
 when it already holds it) with a bounded `npm install`, starts it in-memory on a free loopback
 port, runs `bench/run.py --json` against it (`--url`) and against settee (started by run.py
 itself), and prints each workload's figure on both with the ratio settee / pouchdb-server, plus
-the peak RSS of the pouchdb-server process. If npm is missing or the install fails or times out,
+the peak RSS of the pouchdb-server process and of each settee worker. `--database-url` runs
+settee on PostgreSQL instead of SQLite. If npm is missing or the install fails or times out,
 it says so and exits 0 without measuring. The target is settee >= 2x on every workload.
 """
 
@@ -153,7 +154,13 @@ def report(settee: dict[str, Any], peer: dict[str, Any], peer_rss_kb: int) -> st
                      f"{theirs['figure']:>15,.0f} {ratio:>6.2f}x  {'met' if met else 'MISSED'}"
                      f"{errors}")
     lines.append("")
-    lines.append(f"settee: {settee['target_kind']}; gunicorn {settee['gunicorn']}")
+    lines.append(f"settee: {settee['target_kind']}; gunicorn {settee['gunicorn']}; "
+                 f"store {settee.get('store', 'SQLite')}")
+    rss = settee.get("settee_worker_peak_rss_kb") or []
+    if rss:
+        lines.append(f"settee: peak RSS per worker "
+                     f"{', '.join(f'{kb / 1024:.0f}' for kb in rss)} MiB "
+                     f"({len(rss)} workers, {sum(rss) / 1024:.0f} MiB in all)")
     lines.append(f"pouchdb-server: {peer['target_kind']}; peak RSS "
                  f"{peer_rss_kb / 1024:.0f} MiB (one node process)")
     lines.append(f"goal met on {len(settee['results']) - short} of {len(settee['results'])} "
@@ -168,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to install pouchdb-server (reused); default a temp folder")
     parser.add_argument("--npm-timeout", type=float, default=300.0, metavar="S",
                         help="time limit of npm install")
+    parser.add_argument("--database-url", default=None, metavar="URL",
+                        help="run settee on this PostgreSQL database (SETTEE_DATABASE_URL); "
+                        "default: SQLite in a fresh temp dir")
     parser.add_argument("run_args", nargs=argparse.REMAINDER,
                         help="flags for bench/run.py, after --")
     args = parser.parse_args(argv)
@@ -179,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         try:
             _say("== settee ==")
+            if args.database_url:
+                os.environ["SETTEE_DATABASE_URL"] = args.database_url  # run.py's gunicorn
             settee = bench(extra, None)
+            settee["store"] = "PostgreSQL" if args.database_url else "SQLite"
             _say("== pouchdb-server ==")
             with PouchServer(binary, Path(tmpdir)) as peer:
                 _say(f"pouchdb-server in-memory at {peer.url}")

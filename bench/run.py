@@ -168,6 +168,7 @@ class Bench:
                 created = database.create(target, args.db)
                 try:
                     results = self.workloads(target)
+                    rss = worker_rss_kb(target.port) if settee is not None else []
                 finally:
                     if created:
                         database.delete(target, args.db)
@@ -177,7 +178,13 @@ class Bench:
         client = (f"pure Python, raw-socket HTTP/1.1 keep-alive (bench/http1.py), connections "
                   f"dealt over up to {self.client.procs} processes, one event loop each{wrk}")
         info = RunInfo(target.display, kind, self.gunicorn.display, client, args.db, created)
-        return as_json(info, results) if args.json else table(info, results)
+        if args.json:
+            doc = orjson.loads(as_json(info, results))
+            doc["settee_worker_peak_rss_kb"] = rss
+            return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+        rss_line = ("\nsettee peak RSS per worker: "
+                    + ", ".join(f"{kb / 1024:.0f} MiB" for kb in rss)) if rss else ""
+        return table(info, results) + rss_line
 
     def workloads(self, target: Target) -> list[Result]:
         """The target's workloads, in an order where each finds what it needs."""
@@ -218,6 +225,26 @@ class Bench:
                     settings=self.client)
         _say(f"  {m.rate:,.0f} {m.unit} ({m.items:,} in {m.seconds:.2f}s, {m.errors} errors)")
         return m
+
+
+def worker_rss_kb(port: int) -> list[int]:
+    """Peak RSS (VmHWM, KiB) of each gunicorn worker serving settee on `port` (Linux `/proc`):
+    the processes whose command line binds that port and whose parent is one of them."""
+    found: dict[int, tuple[int, int]] = {}  # pid -> (parent pid, peak RSS)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        if f":{port}".encode() not in cmdline or b"gunicorn" not in cmdline:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        peak = int(fields.get("VmHWM", "0 kB").split()[0])
+        found[int(proc.name)] = (int(fields["PPid"]), peak)
+    return sorted(peak for parent, peak in found.values() if parent in found)
 
 
 def main(argv: list[str] | None = None) -> int:
