@@ -24,6 +24,7 @@ from ...store import revtree, sql
 from ...store.engine import Engine
 from ...store.render import doc_bytes
 from ...store.serialize import dumps
+from .. import storage
 from ..collate import compare
 from ..encoding import sort_key
 from ..fieldpath import extract_fields
@@ -182,18 +183,20 @@ def _collect(service: ViewService, query: FindQuery, match: Callable[[Any], bool
     return out, encode_bookmark(*last) if last is not None else None
 
 
-def _pages(engine: Engine, run: Callable[[Any, int, Any], list[Row]], first: int
-           ) -> Iterator[Row]:
-    """Rows page after page, each page its own short read transaction (keyset paging)."""
+def _pages(engine: Engine, run: Callable[[Any, int, Any], list[Row]], first: int,
+           rows: list[Row] | None = None) -> Iterator[Row]:
+    """Rows page after page, each page its own short read transaction (keyset paging);
+    `rows`, when given, is the first page, already read."""
     after = None
     size = first
     while True:
-        with engine.transaction() as conn:
-            rows = run(conn, size, after)
+        if rows is None:
+            with engine.transaction() as conn:
+                rows = run(conn, size, after)
         yield from rows
         if len(rows) < size:
             return
-        after = rows[-1]
+        after, rows = rows[-1], None
         size = PAGE
 
 
@@ -204,15 +207,11 @@ def _first_page(query: FindQuery) -> int:
 def _index_rows(engine: Engine, service: ViewService, db_name: str, plan: Plan,
                 query: FindQuery, bookmark: tuple[Any, str] | None) -> Iterator[Row]:
     index = plan.index
-    assert index.design is not None and index.view is not None
-    if query.update:
-        snap = service.refresh(db_name, index.design)
-    else:
-        snap = service.current(db_name, index.design)
-    service.watch(db_name, index.design.id)
+    view, ddoc = index.view, index.design
+    assert ddoc is not None and view is not None
+    service.watch(db_name, ddoc.id)
     if plan.ranges is None:
         return iter(())
-    state = snap.states[index.view.signature]
     start, end = key_bounds(plan.ranges)
     desc = query.descending
     order = "DESC" if desc else "ASC"
@@ -223,13 +222,14 @@ def _index_rows(engine: Engine, service: ViewService, db_name: str, plan: Plan,
             "d.doc_id = v.doc_id LEFT JOIN settee_revs r ON r.db_id = d.db_id AND "
             "r.doc_id = d.doc_id AND r.rev = d.winner WHERE v.index_id = ? AND "
             "v.key_bytes >= ? AND v.key_bytes <= ? AND d.deleted = ?")
-    fixed: list[Any] = [snap.dbid, state.id, start, end, False]
+    fixed: list[Any] = [start, end, False]
     if bookmark is not None:
         base += f" AND (v.key_bytes, v.doc_id) {op} (?, ?)"
-        fixed += [key_bytes(index.view, bookmark[0]), bookmark[1]]
+        fixed += [key_bytes(view, bookmark[0]), bookmark[1]]
+    ids: list[Any] = []  # the db id and index id, once known
 
     def run(conn: Any, size: int, after: Row | None) -> list[Row]:
-        text, params = base, list(fixed)
+        text, params = base, [*ids, *fixed]
         if after is not None:
             text += f" AND (v.key_bytes, v.doc_id) {op} (?, ?)"
             params += [after[0], after[2]]
@@ -238,7 +238,19 @@ def _index_rows(engine: Engine, service: ViewService, db_name: str, plan: Plan,
         return [(_b(kb), _b(kj), doc_id, rev, tree, _b(body))
                 for kb, kj, doc_id, rev, tree, body in sql.fetchall(conn, text, params)]
 
-    return _pages(engine, run, _first_page(query))
+    size = _first_page(query)
+    first = None
+    with engine.transaction() as conn:  # an index already up to date is read right away
+        dbid, db_seq = storage.db_state(conn, db_name)
+        state = storage.find_indexes(conn, dbid, [view.signature]).get(view.signature)
+        if state is not None and (state.seq >= db_seq or not query.update):
+            ids[:] = [dbid, state.id]
+            first = run(conn, size, None)
+    if first is None:
+        snap = (service.refresh(db_name, ddoc) if query.update
+                else service.current(db_name, ddoc))
+        ids[:] = [snap.dbid, snap.states[view.signature].id]
+    return _pages(engine, run, size, first)
 
 
 def _all_docs_rows(engine: Engine, service: ViewService, db_name: str, plan: Plan,
