@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any, BinaryIO
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import urllib3
 from urllib3.util import Retry, Timeout, make_headers, parse_url
@@ -93,7 +93,7 @@ class Transport:
             raise ValueError(f"not an http(s) URL: {url!r}")
         if parsed.auth and auth is None:
             user, _, password = parsed.auth.partition(":")
-            auth = (user, password)
+            auth = (unquote(user), unquote(password))  # URL userinfo is percent-encoded
         port = f":{parsed.port}" if parsed.port else ""
         self.url = f"{parsed.scheme}://{parsed.host}{port}{(parsed.path or '').rstrip('/')}"
         self.headers: dict[str, str] = {"Accept": "application/json", "User-Agent": USER_AGENT}

@@ -13,13 +13,16 @@ Levels, as CouchDB 3 decides them:
   a user.
 - `WRITE`: `MEMBER`, and writing a design document (named in the path, the body or the COPY
   destination) needs `DB_ADMIN`.
-- `DB_ADMIN`: an admin of the database by its `_security`, or a server admin; else 401/403 "You
-  are not a db or server admin.".
+- `DB_ADMIN`: a member first (else the member errors), then an admin of the database by its
+  `_security` or a server admin; else 401/403 "You are not a db or server admin.".
+- `DB_ADMIN_401`: the same for `_compact` and `_view_cleanup`, refused with 401 "You are not a
+  server or db admin." to anyone (CouchDB's `require_db_admin`).
 
 `_users` adds CouchDB's rules: its `_security` is not editable (unless
-`users_db_security_editable`); non-admins may not list it (`_all_docs`, `_changes`, views,
-`_find`, ...) nor read its design documents, and may read only their own user document (any
-other answers 404, as if it did not exist). `require_valid_user` turns every level but the
+`users_db_security_editable`); its `_all_docs` and `_changes` (and `_replicator`'s) are for
+server admins; other non-admins may not list it (`_design_docs`, views, `_find`, ...) nor read
+its design documents, and may read only their own user document (any other answers 404, as if it
+did not exist). `require_valid_user` turns every level but the
 `/_up` and `/_session` endpoints into "a user is required" first; no setting opens anything.
 """
 
@@ -40,8 +43,12 @@ if TYPE_CHECKING:
     from .app import Settee
 
 PUBLIC, SERVER_ADMIN, LIST_DBS = "public", "server_admin", "list_dbs"
-MEMBER, WRITE, DB_ADMIN = "member", "write", "db_admin"
+MEMBER, WRITE, DB_ADMIN, DB_ADMIN_401 = "member", "write", "db_admin", "db_admin_401"
 READS = frozenset({"GET", "HEAD"})
+SYSTEM_DBS = frozenset({USERS_DB, "_replicator", "_global_changes"})
+# On `_users` and `_replicator` these are for server admins only (`chttpd_auth_request`).
+SYSTEM_DB_ADMIN_ONLY = frozenset({"all_docs.all_docs", "all_docs.all_docs_queries",
+                                  "changes.changes"})
 # What a cross-site HTML form can send without a CORS preflight (the CSRF vector).
 FORM_TYPES = frozenset({"", "application/x-www-form-urlencoded", "multipart/form-data",
                         "text/plain"})
@@ -85,7 +92,7 @@ POLICY: dict[str, dict[str, str]] = {
     "bulk.missing_revs": _all(MEMBER),
     "databases.revs_limit": _split(MEMBER, DB_ADMIN),
     "databases.security": _split(MEMBER, DB_ADMIN),
-    "databases.compact": _all(DB_ADMIN),
+    "databases.compact": _all(DB_ADMIN_401),
     "databases.purge": _all(DB_ADMIN),
     "databases.ensure_full_commit": _all(MEMBER),
     "find.find": _all(MEMBER),
@@ -93,8 +100,8 @@ POLICY: dict[str, dict[str, str]] = {
     "find.indexes": _split(MEMBER, DB_ADMIN),
     "find.bulk_delete": _all(DB_ADMIN),
     "find.delete_index": _all(DB_ADMIN),
-    "views.view_cleanup": _all(DB_ADMIN),
-    "views.compact_views": _all(DB_ADMIN),
+    "views.view_cleanup": _all(DB_ADMIN_401),
+    "views.compact_views": _all(DB_ADMIN_401),
     # -- design documents and views --------------------------------------------------------------
     "views.design_info": _all(MEMBER),
     "views.view": _all(MEMBER),
@@ -113,13 +120,10 @@ assert not missing, f"endpoints without an access policy: {sorted(missing)}"
 
 # `_users` endpoints that only its admins may use, with CouchDB's reason where it has one.
 USERS_ADMIN_ONLY = {
-    "all_docs.all_docs": "Only admins can access _all_docs of system databases.",
-    "all_docs.all_docs_queries": "Only admins can access _all_docs of system databases.",
     "all_docs.design_docs": "Only admins can access _all_docs of system databases.",
     "all_docs.design_docs_queries": "Only admins can access _all_docs of system databases.",
     "all_docs.local_docs": "Only admins can access _all_docs of system databases.",
     "all_docs.local_docs_queries": "Only admins can access _all_docs of system databases.",
-    "changes.changes": "Only admins can access _changes of system databases.",
     "documents.design_doc": "Only administrators can view design docs in the users database.",
     "attachments.design_attachment":
         "Only administrators can view design docs in the users database.",
@@ -154,7 +158,11 @@ def level_of(app: Settee, endpoint: str, method: str) -> str:
 
 
 def authorize(app: Settee, request: SetteeRequest, endpoint: str, args: dict[str, str]) -> None:
-    """Raise 401/403 (or 404, 415) unless the request's user may call `endpoint`."""
+    """Raise 401/403 (or 404, 415) unless the request's user may call `endpoint`.
+
+    The order is CouchDB's (`chttpd_auth_request`, then the handler): server-admin resources
+    first; then membership of the database; then what needs a db admin.
+    """
     user = request.user_ctx
     if app.settings.require_valid_user and user.name is None and not user.is_admin \
             and endpoint not in ("root.up", "session.session"):
@@ -164,24 +172,31 @@ def authorize(app: Settee, request: SetteeRequest, endpoint: str, args: dict[str
         raise BadContentType()  # CSRF: a cookie alone may not carry a form-encoded write
     db = args.get("db")
     if db == USERS_DB:
-        _users_rules(app, request, endpoint)
+        _ensure_users_db(app, request, endpoint)
     if user.is_admin:
+        _users_security_locked(app, request, endpoint, db)
         return
     level = level_of(app, endpoint, request.method)
+    if db is not None and db.startswith("_") and (
+            db not in SYSTEM_DBS or endpoint in SYSTEM_DB_ADMIN_ONLY):
+        level = SERVER_ADMIN  # `/_config`, `/_node/x/_config/...`; `_users/_changes`
     if level == PUBLIC:
         return
     if level == SERVER_ADMIN or db is None:
         raise AuthRequired("You are not a server admin.")
     security = security_object(app, db)
-    if level == WRITE and _writes_design_doc(request, endpoint, args):
-        level = DB_ADMIN
-    if level == DB_ADMIN:
-        if not is_db_admin(user, security):
-            raise refuse(user, "You are not a db or server admin.")
-        return
     if not is_member(user, security):
         raise refuse(user)
-    if db == USERS_DB and not is_db_admin(user, security):
+    _users_security_locked(app, request, endpoint, db)
+    if level == WRITE and _writes_design_doc(request, endpoint, args):
+        level = DB_ADMIN
+    if level == DB_ADMIN_401:
+        if not is_db_admin(user, security):
+            raise AuthRequired("You are not a server or db admin.")
+    elif level == DB_ADMIN:
+        if not is_db_admin(user, security):
+            raise refuse(user, "You are not a db or server admin.")
+    elif db == USERS_DB and not is_db_admin(user, security):
         _users_member_rules(request, endpoint, args)
 
 
@@ -254,12 +269,17 @@ def _writes_design_doc(request: SetteeRequest, endpoint: str, args: dict[str, st
         and doc["_id"].startswith("_design/") for doc in docs)
 
 
-def _users_rules(app: Settee, request: SetteeRequest, endpoint: str) -> None:
-    """`_users` exists whenever it is used, and its `_security` is not editable."""
+def _ensure_users_db(app: Settee, request: SetteeRequest, endpoint: str) -> None:
+    """`_users` exists whenever it is used (but `PUT /_users` still creates it)."""
     if endpoint != "databases.db" or request.method in READS or request.method == "POST":
         from . import auth
         auth.state(app).directory.ensure_users_db()
-    if endpoint == "databases.security" and request.method not in READS \
+
+
+def _users_security_locked(app: Settee, request: SetteeRequest, endpoint: str,
+                           db: str | None) -> None:
+    """`_users`' `_security` is not editable, not even by the server admin (CouchDB 3)."""
+    if db == USERS_DB and endpoint == "databases.security" and request.method not in READS \
             and not app.settings.users_db_security_editable:
         raise Forbidden("You can't edit the security object of the user database.")
 
@@ -267,6 +287,8 @@ def _users_rules(app: Settee, request: SetteeRequest, endpoint: str) -> None:
 def _users_member_rules(request: SetteeRequest, endpoint: str, args: dict[str, str]) -> None:
     """A non-admin member of `_users` reads only their own user document."""
     user = request.user_ctx
+    if endpoint in ("documents.design_doc", "attachments.design_attachment"):
+        raise Forbidden(USERS_ADMIN_ONLY[endpoint])  # CouchDB's `after_doc_read`: always 403
     if endpoint in USERS_ADMIN_ONLY:
         raise refuse(user, USERS_ADMIN_ONLY[endpoint])
     if endpoint in ("documents.doc", "attachments.attachment"):

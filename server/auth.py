@@ -1,7 +1,7 @@
 """Who is asking: the `UserCtx` of a request, from Basic auth, an AuthSession cookie, or neither.
 
 Order, as CouchDB's handlers: an `Authorization: Basic` header must be right (a wrong one is
-401 even on public resources); else a valid `AuthSession` cookie names the user (a cookie that
+401 even on public resources, except during the admin party, where it changes nothing); else a valid `AuthSession` cookie names the user (a cookie that
 is tampered with, expired or unreadable is ignored: the request is anonymous); else the request
 is anonymous, except that while no server admin is configured a request from a loopback address
 is the "admin party" (every caller an admin, for development on one's own machine).
@@ -131,12 +131,18 @@ class AuthState:
         return principal
 
 
+_STATE_LOCK = Lock()
+
+
 def state(app: Settee) -> AuthState:
-    """The app's `AuthState`, made on first use."""
+    """The app's `AuthState`, made on first use (once, even when threads race to it)."""
     found: AuthState | None = getattr(app, "auth_state", None)
     if found is None:
-        found = AuthState(app)
-        app.auth_state = found  # type: ignore[attr-defined]
+        with _STATE_LOCK:
+            found = getattr(app, "auth_state", None)
+            if found is None:
+                found = AuthState(app)
+                app.auth_state = found  # type: ignore[attr-defined]
     return found
 
 
@@ -157,7 +163,12 @@ def authenticate(app: Settee, request: SetteeRequest) -> UserCtx:
     auth = state(app)
     if credentials is not None:
         name, password = credentials
-        principal = auth.login(name, password, request.environ.get("REMOTE_ADDR") or "")
+        try:
+            principal = auth.login(name, password, request.environ.get("REMOTE_ADDR") or "")
+        except HttpError:
+            if admin_party(app, request):
+                return ADMIN_PARTY  # nothing to guard yet: wrong credentials change nothing
+            raise
         return UserCtx(principal.name, principal.roles, "default")
     value = request.cookies.get(sessions.COOKIE)
     if value:

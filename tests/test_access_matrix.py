@@ -42,32 +42,42 @@ PUBLIC_SERVER = {"root.welcome", "root.up", "session.session", "root.uuids",
 SERVER_ONLY = {"root.all_dbs", "root.dbs_info", "changes.db_updates",
                "replicate.scheduler_jobs", "node.active_tasks", "node.prometheus",
                "node.stats", "node.system"}
-DB_ADMIN_ALWAYS = {"databases.compact", "databases.purge", "find.bulk_delete",
-                   "find.delete_index", "views.view_cleanup", "views.compact_views"}
+DB_ADMIN_401 = {"databases.compact", "views.view_cleanup", "views.compact_views"}
+DB_ADMIN_ALWAYS = {"databases.purge", "find.bulk_delete", "find.delete_index"}
 DB_ADMIN_WRITES = {"databases.revs_limit", "databases.security", "find.indexes",
                    "documents.design_doc", "attachments.design_attachment"}
+NOT_SERVER_ADMIN = (401, "You are not a server admin.")
 
 
-def expected(endpoint: str, method: str, who: str, kind: str, rvu: bool) -> int | None:
-    """CouchDB 3's status for a refused cell, or None when the caller is let through."""
+def expected(endpoint: str, method: str, who: str, kind: str, rvu: bool
+             ) -> tuple[int, str] | None:
+    """CouchDB 3's status and reason for a refused cell, or None when the caller gets through.
+
+    The order is CouchDB's: credentials, `require_valid_user`, server-admin resources
+    (`chttpd_auth_request`), membership of the database, then db-admin resources.
+    """
     if who == "wrong_password":
-        return 401
+        return 401, "Name or password is incorrect."
     anonymous = who in ("anonymous", "expired_cookie")
     if rvu and anonymous and endpoint not in ("root.up", "session.session"):
-        return 401
+        return 401, "Authentication required."
     if who == "server_admin" or endpoint in PUBLIC_SERVER:
         return None
     if endpoint in SERVER_ONLY or (endpoint == "databases.db" and method in ("PUT", "DELETE")):
-        return 401
-    refused = 401 if anonymous else 403
+        return NOT_SERVER_ADMIN
     db_admin = kind != "default" and who == "db_admin"
     member = db_admin or kind == "public" or (
         kind == "private" and who in ("member_name", "member_role"))
+    if not member:
+        return (401, "You are not authorized to access this db.") if anonymous else \
+            (403, "You are not allowed to access this db.")
+    if endpoint in DB_ADMIN_401:
+        return None if db_admin else (401, "You are not a server or db admin.")
     needs_admin = endpoint in DB_ADMIN_ALWAYS or (
         endpoint in DB_ADMIN_WRITES and method not in ("GET", "HEAD", "COPY"))
-    if needs_admin:
-        return None if db_admin else refused
-    return None if member else refused
+    if needs_admin and not db_admin:
+        return 401 if anonymous else 403, "You are not a db or server admin."
+    return None
 
 
 def cells() -> list[tuple[str, str, str]]:
@@ -210,11 +220,12 @@ def test_every_route_answers_each_caller_as_couchdb(
                 if answer.status in (401, 403) or answer.status >= 500:
                     wrong.append(f"{cell}: {answer.status} {answer.body[:120]!r}, "
                                  "expected to be let through")
-            elif answer.status != want:
+            elif answer.status != want[0]:
                 wrong.append(f"{cell}: {answer.status} {answer.body[:120]!r}, expected {want}")
-            elif method != "HEAD" and \
-                    answer.json()["error"] != ("unauthorized" if want == 401 else "forbidden"):
-                wrong.append(f"{cell}: error {answer.json()['error']}")
+            elif method != "HEAD":
+                error = "unauthorized" if want[0] == 401 else "forbidden"
+                if answer.json() != {"error": error, "reason": want[1]}:
+                    wrong.append(f"{cell}: {answer.body!r}, expected {error}: {want[1]}")
             reader = who == "server_admin" or (kind != "default" and (
                 who == "db_admin" or kind == "public"
                 or who in ("member_name", "member_role")))

@@ -80,6 +80,10 @@ def test_users_authenticate_during_the_admin_party(make_app: Callable[..., Any])
     me = req(app, "GET", "/_session", headers=basic("ann", "pw"), remote=None).json()
     assert me["userCtx"] == {"name": "ann", "roles": []}
     assert req(app, "GET", "/_all_dbs", headers=basic("ann", "pw"), remote=None).status == 401
+    wrong = req(app, "GET", "/_all_dbs", headers=basic("ann", "nope"), remote=None)
+    assert wrong.status == 200  # the admin party: wrong credentials change nothing
+    outside = req(app, "GET", "/_all_dbs", headers=basic("ann", "nope"), remote="10.0.0.1")
+    assert outside.status == 401 and outside.json()["reason"] == "Name or password is incorrect."
 
 
 # -- Basic auth -----------------------------------------------------------------------------------
@@ -256,15 +260,19 @@ def test_a_user_cannot_write_another_users_doc(open_users: Any) -> None:
     assert req(open_users, "GET", "/_session", headers=basic("ann", "ann-password")).status == 200
 
 
-@pytest.mark.parametrize("path,reason", [
-    ("/_users/_all_docs", "Only admins can access _all_docs of system databases."),
-    ("/_users/_changes", "Only admins can access _changes of system databases."),
-    ("/_users/_design/_auth", "Only administrators can view design docs in the users database."),
+@pytest.mark.parametrize("path,status,reason,anonymous", [
+    ("/_users/_all_docs", 401, "You are not a server admin.", 401),
+    ("/_users/_changes", 401, "You are not a server admin.", 401),
+    ("/_users/_design_docs", 403, "Only admins can access _all_docs of system databases.", 401),
+    ("/_users/_design/_auth", 403,
+     "Only administrators can view design docs in the users database.", 403),
 ])
-def test_listing_users_is_for_admins(open_users: Any, path: str, reason: str) -> None:
+def test_listing_users_is_for_admins(open_users: Any, path: str, status: int, reason: str,
+                                     anonymous: int) -> None:
     answer = req(open_users, "GET", path, headers=basic("bob", "bob-password"))
-    assert answer.status == 403 and answer.json() == {"error": "forbidden", "reason": reason}
-    assert req(open_users, "GET", path).status == 401
+    error = "unauthorized" if status == 401 else "forbidden"
+    assert answer.status == status and answer.json() == {"error": error, "reason": reason}
+    assert req(open_users, "GET", path).status == anonymous
     assert req(open_users, "GET", "/_users/_all_docs", headers=ADMIN_AUTH).status == 200
     bulk = req(open_users, "POST", "/_users/_bulk_get",
                {"docs": [{"id": "org.couchdb.user:ann"}]}, basic("bob", "bob-password"))
@@ -317,6 +325,21 @@ def test_members_cannot_write_design_docs_by_any_path(secured: Any) -> None:
     assert req(secured, "GET", "/box", headers=ADMIN_AUTH).json()["update_seq"] == seq
     assert req(secured, "POST", "/box", {"_id": "plain"}, bob).status == 201
     assert req(secured, "PUT", "/box/_design/x", ddoc, basic("boss", "boss-password")).status == 201
+
+
+# -- configuration over HTTP -------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/_node/_local/_config/query_servers/python",
+                                  "/_node/nonode@nohost/_config/httpd/bind_address",
+                                  "/_config/admins/eve", "/_node/_local/_restart"])
+def test_no_configuration_over_http(secured: Any, path: str) -> None:
+    for headers, status in (({}, 401), (basic("bob", "bob-password"), 401)):
+        answer = req(secured, "PUT", path, '"/bin/sh"', headers)
+        assert answer.status == status, (path, answer.body)
+        assert answer.json()["reason"] == "You are not a server admin."
+    by_admin = req(secured, "PUT", path, '"/bin/sh"', ADMIN_AUTH)
+    assert 400 <= by_admin.status < 500  # nothing there to change, even for the admin
+    assert req(secured, "GET", "/_all_dbs", headers=ADMIN_AUTH).json() == ["_users"]
 
 
 # -- secrets and startup ----------------------------------------------------------------------

@@ -4,6 +4,7 @@ image runs (its CMD, its environment and its HEALTHCHECK command) as plain proce
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -219,7 +220,9 @@ def test_the_image_command_serves_and_its_health_check_passes(
         assert proc.poll() is None, (tmp_path / "stderr.log").read_text()
         checked = healthcheck(env)
         assert checked.returncode == 0, checked.stderr
-        assert live.request(port, "PUT", "/in_the_image").status == 201
+        assert live.request(port, "PUT", "/in_the_image").status == 401  # an admin is set
+        admin = {"Authorization": "Basic " + base64.b64encode(b"admin:container-secret").decode()}
+        assert live.request(port, "PUT", "/in_the_image", headers=admin).status == 201
     finally:
         assert stop(proc) == 0, (tmp_path / "stderr.log").read_text()
     assert (tmp_path / "data" / "settee.sqlite").is_file()
