@@ -261,3 +261,45 @@ def test_outsider_replication_of_a_private_db_copies_nothing(
     forged = req(app, "GET", "/m_private/secret-doc",
                  headers={**callers["outsider"], "X-Settee-User": json.dumps(["_admin"])})
     assert forged.status == 403
+
+
+@pytest.fixture(scope="module")
+def party(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An app with no admin configured (the admin party), its databases made from loopback."""
+    data_dir = str(tmp_path_factory.mktemp("party"))
+    app = create_app({"data_dir": data_dir, "auth_iterations": 1000})
+    for kind in KINDS:
+        db = f"m_{kind}"
+        assert req(app, "PUT", f"/{db}", remote="127.0.0.1").status == 201
+        if kind in SECURITY:
+            assert req(app, "PUT", f"/{db}/_security", SECURITY[kind],
+                       remote="127.0.0.1").status == 200
+        assert req(app, "PUT", f"/{db}/secret-doc", {"v": "secret-value"},
+                   remote="127.0.0.1").status == 201
+    yield app
+    app.store.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_admin_party_is_loopback_only(party: Any, kind: str) -> None:
+    """No admin configured: a caller from another address is anonymous on every route (the
+    admin party must not reach it), while a loopback caller is let through everywhere."""
+    db = f"m_{kind}"
+    wrong = []
+    for n, (rule, endpoint, method) in enumerate(cells()):
+        if endpoint == "session.session" and method == "POST":
+            continue  # logging in as an admin that does not exist is 401 from anywhere
+        path, body, headers, ctype = build(rule, endpoint, method, db, 10_000 + n)
+        outside = req(party, method, path, body, headers, remote="203.0.113.9",
+                      content_type=ctype)
+        want = expected(endpoint, method, "anonymous", kind, False)
+        if want is None and (outside.status in (401, 403) or outside.status >= 500):
+            wrong.append(f"outside {method} {path}: {outside.status}, expected to pass")
+        elif want is not None and outside.status != want[0]:
+            wrong.append(f"outside {method} {path}: {outside.status}, expected {want}")
+        if want is not None and b"secret-value" in outside.body:
+            wrong.append(f"outside {method} {path}: leaked {outside.body[:100]!r}")
+        local = req(party, method, path, body, headers, remote="127.0.0.1", content_type=ctype)
+        if local.status in (401, 403) or local.status >= 500:
+            wrong.append(f"loopback {method} {path}: {local.status} {local.body[:100]!r}")
+    assert not wrong, "\n".join(wrong[:40])
