@@ -6,7 +6,8 @@ hit them alike): one without design docs written with the validation step stubbe
 baseline: the write path as it was before validation existed), one without design docs through
 the real path (the price of checking for validators: one small query in the write), one with a JavaScript
 `validate_doc_update` and one with a Python one. Prints the median and p95 PUT time of each and
-the difference to the baseline. Store defaults apply (SQLite `synchronous=FULL`).
+the difference to the baseline, and the SQL statements each PUT sent (a figure that load on the
+machine cannot blur). Store defaults apply (SQLite `synchronous=FULL`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from settee.server import create_app  # noqa: E402
 from settee.server import validation  # noqa: E402
 from settee.store import sqlite_url  # noqa: E402
+from settee.store.engine import Tx  # noqa: E402
+
+STATEMENTS = [0]
+
+
+class _Counting:
+    """A driver cursor that counts the statements sent through it."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        STATEMENTS[0] += 1
+        return self._cursor.execute(*args, **kwargs)
+
+    def executemany(self, *args: Any, **kwargs: Any) -> Any:
+        STATEMENTS[0] += 1
+        return self._cursor.executemany(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
 
 JS_VDU = "function(n, o, u, s) { if (n.deny) throw({forbidden: 'no'}); }"
 HEADERS = {"Content-Type": "application/json"}
@@ -67,6 +89,9 @@ def main() -> None:
         for i in range(20):
             client.put(f"/{db}/warm{i}", data=b'{"n":1}', headers=HEADERS)
     times: dict[str, list[float]] = {name: [] for name in cases}
+    statements: dict[str, int] = {name: 0 for name in cases}
+    raw_cursor = Tx.cursor
+    Tx.cursor = lambda self: _Counting(raw_cursor(self))  # type: ignore[method-assign]
     per_round = max(1, args.docs // args.rounds)
     for r in range(args.rounds):
         for name, db in cases.items():
@@ -74,19 +99,22 @@ def main() -> None:
             validation.write = unvalidated if stub else real_write  # type: ignore[assignment]
             for i in range(per_round):
                 body = json.dumps({"n": i, "text": "x" * 100}).encode()
+                before = STATEMENTS[0]
                 start = time.perf_counter()
                 resp = client.put(f"/{db}/r{r}-{i}", data=body, headers=HEADERS)
                 times[name].append(time.perf_counter() - start)
+                statements[name] += STATEMENTS[0] - before
                 assert resp.status_code == 201, resp.get_data()
     validation.write = real_write  # type: ignore[assignment]
     base = statistics.median(times["baseline (no check)"])
     backend = "PostgreSQL" if args.url else "SQLite (synchronous=FULL)"
     print(f"single-doc PUT, {per_round * args.rounds} per database, {backend}")
-    print(f"{'case':22} {'median ms':>10} {'p95 ms':>8} {'vs baseline':>12}")
+    print(f"{'case':22} {'median ms':>10} {'p95 ms':>8} {'vs baseline':>12} {'SQL/PUT':>8}")
     for name, samples in times.items():
         med = statistics.median(samples)
         p95 = statistics.quantiles(samples, n=20)[-1]
-        print(f"{name:22} {med * 1000:10.3f} {p95 * 1000:8.3f} {(med - base) * 1e6:+10.0f} us")
+        print(f"{name:22} {med * 1000:10.3f} {p95 * 1000:8.3f} {(med - base) * 1e6:+10.0f} us"
+              f" {statements[name] / len(samples):8.2f}")
     app.store.close()
 
 

@@ -40,9 +40,10 @@ every write to that database until the design document is fixed.
 
 What validation depends on (the winning revs of the database's live `_design/` docs and its
 `_security`, one indexed query) is remembered per process, and functions run against that. The
-write transaction reads it again as its first statement (on PostgreSQL holding the database's
-row lock, which every writer of that database takes, a design doc write included) and commits
-only if nothing changed; otherwise the edits are validated again with the new state. So a design
+write transaction reads it again right after its writes, while it holds the database's lock
+(the row lock every writer of that database takes on PostgreSQL, a design doc write included;
+BEGIN IMMEDIATE on SQLite), and commits only if nothing changed; otherwise its savepoint is
+rolled back and the edits are validated again with the new state. So a design
 doc edited on another PostgreSQL node applies from the very next write, with no window in which
 an old function could let a write through, and a database without validation functions pays
 one small query inside its write transaction. Parsed functions are cached by (database, design
@@ -186,8 +187,8 @@ def write(app: Settee, user: UserCtx, db: str, edits: Sequence[Edit],
     """Validate `edits` as `user`, write those that pass, one result per edit in order.
 
     Functions run before the write lock is taken, against the database's state as this process
-    last saw it; the write transaction re-reads that state (first, with the database's row lock
-    on PostgreSQL) and commits only if it is unchanged, else the edits are validated again."""
+    last saw it; the write transaction re-reads that state once it holds the database's lock
+    and commits only if it is unchanged, else the edits are validated again."""
     cache = _cache_of(app.store)
     state = cache.state(db) or _read_state(app, db)
     for _ in range(ATTEMPTS):
@@ -209,12 +210,13 @@ def _commit(app: Settee, db: str, state: DbState, edits: list[Edit],
     layer = app.store.layer
 
     def run(conn: Tx) -> list[WriteResult]:
-        current = _state(conn, db, lock=True)
+        # The write locks the database's row first (as every writer of it does, a design doc
+        # write included), so the state read after it is the one this transaction commits on.
+        results = write_edits(conn, db, edits, new_edits=new_edits, layer=layer) if edits else []
+        current = _state(conn, db, lock=not edits)
         if current != state:
-            raise Stale(current)
-        if not edits:
-            return []
-        return write_edits(conn, db, edits, new_edits=new_edits, layer=layer)
+            raise Stale(current)  # rolls this write back (its own savepoint)
+        return results
     return app.store.commits.submit(db, run)
 
 
@@ -260,10 +262,9 @@ def _read_state(app: Settee, db: str) -> DbState:
 
 
 def _state(conn: Tx, db: str, *, lock: bool) -> DbState:
-    """The database's `DbState` in one query (`DbNotFound` if it is gone). In a write on
-    PostgreSQL it locks the database's counter row first, as every writer does, so no design
-    doc can change before this transaction commits (SQLite's BEGIN IMMEDIATE already holds
-    every writer off)."""
+    """The database's `DbState` in one query (`DbNotFound` if it is gone); `lock` takes the
+    database's row lock on PostgreSQL, as every writer does, so no design doc can change
+    before this transaction commits (SQLite's BEGIN IMMEDIATE already holds writers off)."""
     suffix = " FOR UPDATE OF b" if lock and conn.dialect != "sqlite" else ""
     rows = sql.fetchall(
         conn,
