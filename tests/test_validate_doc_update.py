@@ -4,7 +4,8 @@ JavaScript and Python validation functions refuse writes with 403 `forbidden`, 4
 `unauthorized` or a 500, through PUT, POST, DELETE, COPY, `_bulk_docs` (per-document errors,
 others written), `new_edits=false`, attachment PUT/DELETE and replication; nothing refused is
 written; the function sees CouchDB's `newDoc`, `oldDoc`, `userCtx` and `secObj`; a design doc
-edited or deleted on another node takes effect on the next write.
+edited or deleted on another node takes effect on the next write, even one added while that
+write was being validated.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import uuid
 from typing import Any
 
 import pytest
+import vdu_functions
 from conftest import Client
 from settee.server import create_app
 from settee.server.settings import Settings
+from settee.store import catalog
 
-PY_FUNCS = ("vdu_functions:needs_type", "vdu_functions:crashes")
+PY_FUNCS = ("vdu_functions:needs_type", "vdu_functions:crashes", "vdu_functions:races")
 JSON = "application/json"
 
 REFUSE = """function(newDoc, oldDoc, userCtx, secObj) {
@@ -281,3 +284,27 @@ def test_second_node_sees_a_new_function_on_its_next_write(module_app: Any, c: C
         node2.put_json(f"/{db}/after", {"n": 2}, status=201)
     finally:
         other.store.close()
+
+
+def test_a_function_added_while_validating_still_applies(module_app: Any, c: Client,
+                                                         db: str) -> None:
+    """Another node adds a design doc after this write was validated but before it commits:
+    the write sees the changed state under its lock, rolls back and is validated again."""
+    c.put_json(f"/{db}/_design/slow", {"language": "python",
+                                       "validate_doc_update": "vdu_functions:races"}, status=201)
+    late = {"validate_doc_update": "function(n) { throw({forbidden: 'added meanwhile'}); }"}
+    vdu_functions.DURING.append(lambda: module_app.store.db(db).save("_design/late", late))
+    assert c.put_json(f"/{db}/raced", {"n": 1}, status=403).json["reason"] == "added meanwhile"
+    missing(c, db, "raced")
+    sec = {"members": {"names": ["x"], "roles": []}}
+    c.put_json(f"/{db}/_design/secure", {"validate_doc_update": (
+        "function(n, o, u, s) { if (s.members && s.members.names.indexOf('y') >= 0)"
+        " throw({forbidden: 'y is a member'}); }")}, status=201)
+    rev = c.get(f"/{db}/_design/late").json["_rev"]
+    c.delete(f"/{db}/_design/late?rev={rev}", status=200)
+    c.put_json(f"/{db}/_security", sec, status=200)
+    c.put_json(f"/{db}/before", {"n": 1}, status=201)
+    changed = json.dumps({"members": {"names": ["y"], "roles": []}})
+    vdu_functions.DURING.append(lambda: module_app.store.engine.run(
+        lambda conn: catalog.set_field(conn, db, "security", changed)))
+    assert c.put_json(f"/{db}/after", {"n": 1}, status=403).json["reason"] == "y is a member"

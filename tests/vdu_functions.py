@@ -24,3 +24,13 @@ def crashes(new_doc: dict[str, Any], old_doc: dict[str, Any] | None,
     """Fail with an ordinary exception on documents marked `crash`."""
     if new_doc.get("crash"):
         raise KeyError("boom")
+
+
+DURING: list[Any] = []  # callables the next call of `races` runs (a test's "other node")
+
+
+def races(new_doc: dict[str, Any], old_doc: dict[str, Any] | None,
+          user_ctx: dict[str, Any], sec_obj: dict[str, Any]) -> None:
+    """Accept, after running whatever a test queued: a change made while validation runs."""
+    while DURING:
+        DURING.pop()()
