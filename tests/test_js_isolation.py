@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,7 +36,7 @@ LEAKY_FILTER = """function(doc, req) {
 @pytest.fixture(name="c")
 def client_fixture(tmp_path: Any) -> Iterator[Client]:
     app = create_app({"database_url": sqlite_url(str(tmp_path / "data")),
-                      "data_dir": str(tmp_path / "data"), "js_pool_size": 1,
+                      "data_dir": str(tmp_path / "data"), "js_pool_size": 1, "js_time_limit": 0.5,
                       "admin_password": "s3cret-pw", "auth_iterations": 1000})
     try:
         yield Client(app, extra_environ={"HTTP_HOST": "127.0.0.1:5984"})
@@ -80,6 +81,16 @@ def test_filter_globals_never_cross_databases(c: Client) -> None:
     # ... while B's filter, same ddoc id and rev, still runs in a clean context
     clean = c.get(f"/{b}/_changes?filter=x/f", headers=AUTH).json["results"]
     assert [r["id"] for r in clean] == ["_design/x", "doc1"]
+
+
+def test_a_runaway_validation_function_is_stopped(c: Client) -> None:
+    a, b = two_dbs(c, {"validate_doc_update": "function(n) { if (n.spin) while (true) {} }"})
+    started = time.monotonic()
+    spun = put(c, f"/{a}/spin", {"spin": True}, 500).json
+    assert time.monotonic() - started < 0.5 + 2
+    assert spun == {"error": "os_process_error", "reason": "OS process timed out."}
+    c.get(f"/{a}/spin", headers=AUTH, status=404)
+    put(c, f"/{b}/fine", {"n": 1})  # the pool has replaced the killed process
 
 
 def test_map_functions_cannot_change_documents_or_reach_internals(c: Client) -> None:
