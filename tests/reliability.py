@@ -36,7 +36,12 @@ def sized(ci: int, soak: int) -> int:
 # Defects these tests found and that were fixed: U+0000 in ids/keys/names was a 500 on PostgreSQL
 # (now 400 before any query, store/sql.py); `_revs_limit` beyond 2**31 - 1 overflowed the column
 # (now 400); `_security` with an integer beyond 64 bits failed in orjson (now exact); a failed
-# COMMIT on SQLite left the transaction open on a kept connection (now rolled back or dropped).
+# COMMIT on SQLite left the transaction open on a kept connection (now rolled back or dropped);
+# a view answer took `total_rows`/`offset` from an older index state than its rows (now read in
+# the first page's transaction, REPEATABLE READ on PostgreSQL, views/answer.py); a fresh worker's
+# first concurrent requests each built an engine, so one worker held several PostgreSQL pools
+# and 8 workers ran out of connections (now built once under a lock, with a hard per-process
+# cap and a bounded wait, store/engine.py).
 
 
 # -- figures (printed by reliability_report) ---------------------------------------------------
