@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,42 +56,41 @@ def test_first_use_on_many_threads_builds_one_pool(pg_url: str) -> None:
         engine.dispose()
 
 
-def test_a_busy_pool_is_waited_for(pg_url: str) -> None:
-    engine = Engine(pg_url, pool_size=2, busy_timeout_ms=5000)
+@contextmanager
+def both_connections_busy(engine: Engine, seconds: float) -> Iterator[None]:
+    """Two threads hold the engine's two connections for `seconds` while the block runs."""
     started = threading.Barrier(3)
-    holders = [threading.Thread(target=_hold, args=(engine, 0.5, started)) for _ in range(2)]
+    holders = [threading.Thread(target=_hold, args=(engine, seconds, started)) for _ in range(2)]
     for t in holders:
         t.start()
     started.wait()
     try:
+        yield
+    finally:
+        for t in holders:
+            t.join()
+
+
+def test_a_busy_pool_is_waited_for(pg_url: str) -> None:
+    engine = Engine(pg_url, pool_size=2, busy_timeout_ms=5000)
+    with both_connections_busy(engine, 0.5):
         began = time.monotonic()
         with engine.transaction() as conn:  # a third: waits for one of the two to come back
             assert sql.fetchone(conn, "SELECT 1") == (1,)
         waited = time.monotonic() - began
         assert 0.2 < waited < 4.0, waited
         assert engine.sa.pool.checkedout() <= 2  # type: ignore[attr-defined]
-    finally:
-        for t in holders:
-            t.join()
-        engine.dispose()
+    engine.dispose()
 
 
 def test_a_pool_busy_too_long_is_store_busy(pg_url: str) -> None:
     engine = Engine(pg_url, pool_size=2, busy_timeout_ms=300)
-    started = threading.Barrier(3)
-    holders = [threading.Thread(target=_hold, args=(engine, 1.5, started)) for _ in range(2)]
-    for t in holders:
-        t.start()
-    started.wait()
-    try:
+    with both_connections_busy(engine, 1.5):
         began = time.monotonic()
         with pytest.raises(StoreBusy):
             with engine.transaction():
                 pass
         assert 0.25 < time.monotonic() - began < 1.4
-    finally:
-        for t in holders:
-            t.join()
     with engine.transaction() as conn:  # the next request, once they are back, just works
         assert sql.fetchone(conn, "SELECT 1") == (1,)
     engine.dispose()
