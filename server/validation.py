@@ -52,6 +52,7 @@ doc id, rev).
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -139,6 +140,7 @@ class _Cache:
     by (db, ddoc id, rev), None for a design doc without one."""
 
     def __init__(self) -> None:
+        self.service: tuple[Any, int, Any] | None = None  # (settings, pid, view service)
         self.states: OrderedDict[str, DbState] = OrderedDict()
         self.validators: OrderedDict[tuple[str, str, str], Validator | None] = OrderedDict()
         self.lock = threading.Lock()
@@ -329,9 +331,8 @@ def _security(text: str) -> dict[str, Any]:
 def _run(app: Settee, db: str, validator: Validator, new: dict[str, Any],
          old: dict[str, Any] | None, ctx: dict[str, Any], sec: dict[str, Any]) -> None:
     from ..views.design import DesignError
-    from ..views.service import ViewSettings, service_for
 
-    service = service_for(app.store, ViewSettings.from_settings(app.settings))
+    service = _service(app)
     if validator.language == "python":
         try:
             fn = service.registry.resolve(validator.source)
@@ -356,6 +357,20 @@ def _run(app: Settee, db: str, validator: Validator, new: dict[str, Any],
         raise _thrown(exc.value) from None
     except js.JsFailure as exc:
         raise Refused(exc.reason, 500, exc.error) from None
+
+
+def _service(app: Settee) -> Any:
+    """This process's view service (its JS pool and Python registry), looked up once per
+    settings object rather than on every write."""
+    from ..views.service import ViewSettings, service_for
+
+    cache = _cache_of(app.store)
+    found = cache.service
+    if found is not None and found[0] is app.settings and found[1] == os.getpid():
+        return found[2]
+    service = service_for(app.store, ViewSettings.from_settings(app.settings))
+    cache.service = (app.settings, os.getpid(), service)
+    return service
 
 
 def _thrown(value: Any) -> Refused:

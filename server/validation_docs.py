@@ -83,7 +83,9 @@ def targets(app: Settee, dbid: int, edits: Sequence[Edit], new_edits: bool) -> l
     """Which stored revision each edit replaces, read in one snapshot before the write."""
     checked = [e for e in edits if not e.id.startswith((DESIGN, "_local/"))]
     plans: dict[int, tuple[Target, list[str]]] = {}
-    with app.store.engine.transaction() as conn:
+    # Statements of their own (no BEGIN/COMMIT): what they read is re-checked by the write,
+    # which refuses an edit whose parent is no longer a leaf.
+    with app.store.engine.transaction(snapshot=False) as conn:
         infos = reads.doc_infos(conn, dbid, [e.id for e in checked]) if checked else {}
         for edit in checked:
             plans[id(edit)] = _plan(edit, infos.get(edit.id), new_edits)
