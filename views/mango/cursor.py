@@ -191,7 +191,7 @@ def _pages(engine: Engine, run: Callable[[Any, int, Any], list[Row]], first: int
     size = first
     while True:
         if rows is None:
-            with engine.transaction() as conn:
+            with engine.transaction(snapshot=False) as conn:  # one statement per page
                 rows = run(conn, size, after)
         yield from rows
         if len(rows) < size:
@@ -257,7 +257,7 @@ def _all_docs_rows(engine: Engine, service: ViewService, db_name: str, plan: Pla
                    query: FindQuery, bookmark: tuple[Any, str] | None) -> Iterator[Row]:
     if plan.ranges is None:
         return iter(())
-    with engine.transaction() as conn:
+    with engine.transaction(snapshot=False) as conn:
         row = sql.fetchone(conn, "SELECT id FROM settee_dbs WHERE name = ?", (db_name,))
     if row is None:
         from ...store.errors import DbNotFound

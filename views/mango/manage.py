@@ -21,7 +21,7 @@ RETRIES = 5
 
 def list_indexes(store: Store, db_name: str) -> list[MangoIndex]:
     """`_all_docs` then the json indexes, in CouchDB's order (`DbNotFound` for a missing db)."""
-    with store.engine.transaction() as conn:
+    with store.engine.transaction(snapshot=False) as conn:  # one statement (two on a miss)
         return [ALL_DOCS, *list_for(conn, db_name, store.layer.body_of)]
 
 
