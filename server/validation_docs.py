@@ -3,8 +3,8 @@
 `new_doc` renders an edit as `couch_doc:to_json_obj(Doc, [revs])` does before the write: `_id`,
 the `_rev` the edit names (for an interactive edit, the revision it replaces: the new rev is
 computed only after validation; none for a creation) with its `_revisions`, the body,
-`_deleted: true` for a deletion and `_attachments` as stubs. `targets` reads, in one snapshot
-before the write lock is taken, the stored revision each edit replaces (CouchDB's
+`_deleted: true` for a deletion and `_attachments` as stubs. `targets` reads, before the write
+lock is taken, the stored revision each edit replaces (CouchDB's
 `prep_and_validate_update` and `prep_and_validate_replicated_updates`): the leaf an interactive
 edit names, nothing for a creation or a recreation over a deleted document, and for a replicated
 revision the nearest ancestor on its path that still has a body. An edit that will conflict is
@@ -80,7 +80,7 @@ def _att_stub(att: AttIn) -> dict[str, Any]:
 
 
 def targets(app: Settee, dbid: int, edits: Sequence[Edit], new_edits: bool) -> list[Target]:
-    """Which stored revision each edit replaces, read in one snapshot before the write."""
+    """Which stored revision each edit replaces, read before the write lock is taken."""
     checked = [e for e in edits if not e.id.startswith((DESIGN, "_local/"))]
     plans: dict[int, tuple[Target, list[str]]] = {}
     # Statements of their own (no BEGIN/COMMIT): what they read is re-checked by the write,
