@@ -156,25 +156,27 @@ def admin_party(app: Settee, request: SetteeRequest) -> bool:
 
 def authenticate(app: Settee, request: SetteeRequest) -> UserCtx:
     """The request's user: Basic credentials, else a valid cookie, else anonymous/admin party."""
-    given = request.environ.get(IN_PROCESS_USER)
+    environ = request.environ
+    given = environ.get(IN_PROCESS_USER)
     if isinstance(given, UserCtx):
         return given
-    credentials = basic_credentials(request)
-    auth = state(app)
-    if credentials is not None:
-        name, password = credentials
-        try:
-            principal = auth.login(name, password, request.environ.get("REMOTE_ADDR") or "")
-        except HttpError:
-            if admin_party(app, request):
-                return ADMIN_PARTY  # nothing to guard yet: wrong credentials change nothing
-            raise
-        return UserCtx(principal.name, principal.roles, "default")
-    value = request.cookies.get(sessions.COOKIE)
-    if value:
-        user = cookie_user(app, request, value)
-        if user is not None:
-            return user
+    if environ.get("HTTP_AUTHORIZATION"):
+        credentials = basic_credentials(request)
+        if credentials is not None:
+            name, password = credentials
+            try:
+                principal = state(app).login(name, password, environ.get("REMOTE_ADDR") or "")
+            except HttpError:
+                if admin_party(app, request):
+                    return ADMIN_PARTY  # nothing to guard yet: wrong credentials change nothing
+                raise
+            return UserCtx(principal.name, principal.roles, "default")
+    if sessions.COOKIE in environ.get("HTTP_COOKIE", ""):
+        value = request.cookies.get(sessions.COOKIE)
+        if value:
+            user = cookie_user(app, request, value)
+            if user is not None:
+                return user
     return ADMIN_PARTY if admin_party(app, request) else ANONYMOUS
 
 
@@ -205,6 +207,8 @@ def issue_cookie(app: Settee, principal: Principal) -> str:
 
 def decorate(app: Settee, request: SetteeRequest, response: Response) -> Response:
     """Add a refreshed cookie to the response of a cookie request past 10% of its life."""
+    if request.user_ctx.handler != "cookie":
+        return response
     principal = request.environ.get("settee.refresh_cookie")
     if isinstance(principal, Principal) and "Set-Cookie" not in response.headers:
         response.headers["Set-Cookie"] = issue_cookie(app, principal)
