@@ -342,6 +342,16 @@ def test_no_configuration_over_http(secured: Any, path: str) -> None:
     assert req(secured, "GET", "/_all_dbs", headers=ADMIN_AUTH).json() == ["_users"]
 
 
+def test_proxy_auth_headers_and_jsonp_are_ignored(secured: Any) -> None:
+    forged = {"X-Auth-CouchDB-UserName": "admin", "X-Auth-CouchDB-Roles": "_admin",
+              "X-Auth-CouchDB-Token": "0" * 40}
+    assert req(secured, "GET", "/_all_dbs", headers=forged).status == 401
+    assert req(secured, "GET", "/_session", headers=forged).json()["userCtx"]["name"] is None
+    answer = req(secured, "GET", "/?callback=steal")
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert not answer.body.startswith(b"steal")
+
+
 # -- secrets and startup ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("secret", ["secret", "changeme", "92de07df7e7a3fe14808cef90a7cc0d91",
