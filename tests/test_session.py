@@ -253,3 +253,22 @@ def test_same_site_and_secure_follow_settings(store_url: str, tmp_path: Any) -> 
         assert "SameSite=Strict" in header and "; Secure" in header
     finally:
         app.store.close()
+
+
+def test_a_password_change_on_one_node_is_seen_at_once_by_another(store_url: str,
+                                                                  tmp_path: Any) -> None:
+    one = create_app({"database_url": store_url, "data_dir": str(tmp_path / "d"), **settings()})
+    two = create_app({"database_url": store_url, "data_dir": str(tmp_path / "d"), **settings()})
+    try:
+        add_user(one, "bob", "old-password")
+        old = basic("bob", "old-password")
+        assert req(two, "GET", "/_session", headers=old).json()["userCtx"]["name"] == "bob"
+        cookie = login(two, "bob", "old-password")
+        add_user(one, "bob", "new-password")  # on the other node
+        assert req(two, "GET", "/_session", headers=old).status == 401
+        assert whoami(two, cookie)["userCtx"]["name"] is None
+        new = basic("bob", "new-password")
+        assert req(two, "GET", "/_session", headers=new).json()["userCtx"]["name"] == "bob"
+    finally:
+        one.store.close()
+        two.store.close()
