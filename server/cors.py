@@ -57,7 +57,7 @@ def _credentials(settings: Settings, allow_origin: str) -> bool:
 
 def preflight(settings: Settings, request: SetteeRequest) -> Response | None:
     """The answer to a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`), or None."""
-    if request.method != "OPTIONS":
+    if request.method != "OPTIONS" or not settings.cors_origins:
         return None
     allow_origin = _allowed_origin(settings, request)
     method = request.headers.get("Access-Control-Request-Method")
@@ -84,8 +84,8 @@ def preflight(settings: Settings, request: SetteeRequest) -> Response | None:
 
 def decorate(settings: Settings, request: SetteeRequest, response: Response) -> None:
     """Add the CORS headers a response to an allowed origin needs (none when CORS is off)."""
-    if "Access-Control-Allow-Origin" in response.headers:
-        return  # a preflight answer is complete as it is
+    if not settings.cors_origins or "Access-Control-Allow-Origin" in response.headers:
+        return  # CORS is off, or this is a preflight answer, complete as it is
     allow_origin = _allowed_origin(settings, request)
     if allow_origin is None:
         return
