@@ -6,8 +6,9 @@ hit them alike): one without design docs written with the validation step stubbe
 baseline: the write path as it was before validation existed), one without design docs through
 the real path (the price of checking for validators: one small query in the write), one with a JavaScript
 `validate_doc_update` and one with a Python one. Prints the median and p95 PUT time of each and
-the difference to the baseline, and the SQL statements each PUT sent (a figure that load on the
-machine cannot blur). Store defaults apply (SQLite `synchronous=FULL`).
+the difference to the baseline, the SQL statements each PUT sent and this process's CPU time per
+PUT (figures that other load on the machine blurs less; a JavaScript function's own CPU is spent
+in its child process and shows only in the wall times). Store defaults apply (SQLite `synchronous=FULL`).
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def main() -> None:
             client.put(f"/{db}/warm{i}", data=b'{"n":1}', headers=HEADERS)
     times: dict[str, list[float]] = {name: [] for name in cases}
     statements: dict[str, int] = {name: 0 for name in cases}
+    cpu: dict[str, float] = {name: 0.0 for name in cases}
     raw_cursor = Tx.cursor
     Tx.cursor = lambda self: _Counting(raw_cursor(self))  # type: ignore[method-assign]
     per_round = max(1, args.docs // args.rounds)
@@ -100,21 +102,23 @@ def main() -> None:
             for i in range(per_round):
                 body = json.dumps({"n": i, "text": "x" * 100}).encode()
                 before = STATEMENTS[0]
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 resp = client.put(f"/{db}/r{r}-{i}", data=body, headers=HEADERS)
                 times[name].append(time.perf_counter() - start)
+                cpu[name] += time.process_time() - cpu_start
                 statements[name] += STATEMENTS[0] - before
                 assert resp.status_code == 201, resp.get_data()
     validation.write = real_write  # type: ignore[assignment]
     base = statistics.median(times["baseline (no check)"])
     backend = "PostgreSQL" if args.url else "SQLite (synchronous=FULL)"
     print(f"single-doc PUT, {per_round * args.rounds} per database, {backend}")
-    print(f"{'case':22} {'median ms':>10} {'p95 ms':>8} {'vs baseline':>12} {'SQL/PUT':>8}")
+    print(f"{'case':22} {'median ms':>10} {'p95 ms':>8} {'vs baseline':>12} {'SQL/PUT':>8}"
+          f" {'CPU us/PUT':>11}")
     for name, samples in times.items():
         med = statistics.median(samples)
         p95 = statistics.quantiles(samples, n=20)[-1]
         print(f"{name:22} {med * 1000:10.3f} {p95 * 1000:8.3f} {(med - base) * 1e6:+10.0f} us"
-              f" {statements[name] / len(samples):8.2f}")
+              f" {statements[name] / len(samples):8.2f} {cpu[name] / len(samples) * 1e6:11.0f}")
     app.store.close()
 
 
