@@ -42,6 +42,15 @@ MAX_ATTEMPTS = 5
 _build_lock = threading.RLock()  # engines are built one at a time (see `Engine.sa`)
 
 
+def _new_build_lock() -> None:
+    """A forked child gets a fresh lock: a thread of the parent may have held it at fork."""
+    global _build_lock
+    _build_lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_new_build_lock)
+
+
 class Engine:
     """One SQLAlchemy engine per process, its pragmas, and the transaction helper."""
 
