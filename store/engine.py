@@ -143,8 +143,8 @@ class Engine:
 
         return engine
 
-    def create_schema(self, metadata: sa.MetaData) -> None:
-        """Create missing tables (idempotent; safe when several processes race).
+    def create_schema(self, metadata: sa.MetaData, tables: list[sa.Table] | None = None) -> None:
+        """Create missing tables, or only `tables` (idempotent; safe when several processes race).
 
         Concurrent first starts are serialised: on PostgreSQL by an advisory lock, on SQLite by
         the writers' file lock, so no worker sees a table half-created by another.
@@ -153,7 +153,7 @@ class Engine:
         with self._writer_queue(self.is_sqlite), engine.begin() as conn:
             if not self.is_sqlite:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(5984)")
-            metadata.create_all(conn, checkfirst=True)
+            metadata.create_all(conn, tables=tables, checkfirst=True)
 
     def dispose(self) -> None:
         """Close this thread's kept connection and every pooled connection of this process."""

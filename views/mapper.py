@@ -128,10 +128,6 @@ def run_python(ddoc: DesignDoc, views: Sequence[ViewDef], docs: Sequence[SourceD
 def run_js(ddoc: DesignDoc, views: Sequence[ViewDef], docs: Sequence[SourceDoc], pool: Any,
            ctx_key: str) -> list[Emits]:
     """Per view, per document, the emits of JavaScript map functions (one pool call)."""
-    if ddoc.language == "query":
-        # The service sends every non-Python ddoc here; Mango indexes map natively and never
-        # reach the pool (which starts no process until it is first called).
-        return run_query(views, docs)
     live = [d for d in docs if not d.deleted]
     local_seq = any(v.local_seq for v in views)
     payload = [map_doc_json(d) | ({"_local_seq": d.seq} if local_seq else {}) for d in live]

@@ -100,8 +100,5 @@ def create(engine: Engine) -> None:
     with _lock:
         if marker in _created:
             return
-        with engine.sa.begin() as conn:
-            if not engine.is_sqlite:
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(5985)")
-            metadata.create_all(conn, tables=TABLES, checkfirst=True)
+        engine.create_schema(metadata, tables=TABLES)
         _created.add(marker)

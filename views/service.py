@@ -147,6 +147,8 @@ class ViewService:
         """Run the views' map functions over a batch of documents."""
         if ddoc.language == "python":
             return mapper.run_python(ddoc, views, docs, self.registry.resolve)
+        if ddoc.language == "query":
+            return mapper.run_query(views, docs)
         pool, _ = self.js()
         return mapper.run_js(ddoc, views, docs, pool, _ctx_key(db_name, ddoc))
 
