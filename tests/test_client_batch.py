@@ -15,7 +15,6 @@ from settee.client import (
     Database,
     NotFound,
     Server,
-    Unsupported,
 )
 from test_client import BACKENDS, counting, missing, need, new_name, settee_server
 
@@ -126,14 +125,6 @@ def test_get_many_picks_couchdb_s_winner_among_conflicts(db: Database) -> None:
 
 
 # -- Mango -------------------------------------------------------------------------------------
-
-
-def test_find_without_server_support_is_unsupported(live: LiveServer, db: Database) -> None:
-    if missing(live, "find") is None:
-        pytest.skip("this server has _find")
-    with pytest.raises(Unsupported) as exc:
-        list(db.find({"n": {"$gt": 1}}))
-    assert "no _find endpoint" in str(exc.value) and exc.value.status == 400
 
 
 def test_find_pages_with_bookmarks(live: LiveServer, db: Database) -> None:
