@@ -149,8 +149,10 @@ def merge_path(tree: RevTree, path: Sequence[str], deleted: bool) -> RevTree:
     Missing revs are inserted, each linked to the next one in the path (the last one becomes a
     root unless it is known already); the first gets `deleted`, the others are recorded as live.
     A known rev keeps its data, except that a stemmed root (parent None) gains the parent the
-    path gives and the path's leaf sets the tombstone flag if `deleted`. Idempotent, and the
-    result does not depend on the order in which paths are merged.
+    path gives and the path's leaf sets the tombstone flag if `deleted`. The path stops at a known
+    rev whose parent differs from the path's: a rev id names its ancestry, so a crafted path that
+    gives a known rev another parent adds nothing older (no bodiless root shows up as a leaf).
+    Idempotent, and for consistent paths the result does not depend on their order.
     """
     if not path:
         raise ValueError("empty revision path")
@@ -162,10 +164,12 @@ def merge_path(tree: RevTree, path: Sequence[str], deleted: bool) -> RevTree:
         known = new.get(rev)
         if known is None:
             new[rev] = (parent, flag)
-        else:
-            old_parent, old_flag = known
-            if (old_parent is None and parent is not None) or (flag and not old_flag):
-                new[rev] = (old_parent if old_parent is not None else parent, old_flag or flag)
+            continue
+        old_parent, old_flag = known
+        if (old_parent is None and parent is not None) or (flag and not old_flag):
+            new[rev] = (old_parent if old_parent is not None else parent, old_flag or flag)
+        if old_parent is not None and old_parent != parent:
+            break  # a known rev keeps the ancestry it has; the path's other one adds nothing
     return new
 
 

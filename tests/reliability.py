@@ -41,7 +41,9 @@ def sized(ci: int, soak: int) -> int:
 # the first page's transaction, REPEATABLE READ on PostgreSQL, views/answer.py); a fresh worker's
 # first concurrent requests each built an engine, so one worker held several PostgreSQL pools
 # and 8 workers ran out of connections (now built once under a lock, with a hard per-process
-# cap and a bounded wait, store/engine.py).
+# cap and a bounded wait, store/engine.py); a replicated path that gave a known rev another
+# parent added that parent as a childless root, i.e. a leaf without a body (now the path stops
+# there, store/revtree.py `merge_path`; found by the model test at larger sizes).
 
 
 # -- figures (printed by reliability_report) ---------------------------------------------------

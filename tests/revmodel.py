@@ -115,6 +115,8 @@ class Model:
                 doc.tree[rev] = (parent, deleted and i == 0)
             elif doc.tree[rev][0] is None and parent is not None:
                 doc.tree[rev] = (parent, doc.tree[rev][1])
+            elif doc.tree[rev][0] is not None and doc.tree[rev][0] != parent:
+                break  # a known rev keeps its ancestry; the path's other one adds nothing
         doc.bodies[path[0]] = body
         self.after_write(doc)
         return True

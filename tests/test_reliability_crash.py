@@ -29,7 +29,7 @@ from writeload import REQUEST_TIMEOUT, Client, Harness
 pytest_plugins = ["reliability_report"]
 
 CLIENTS = 8
-KILLS = sized(20, 200)  # kill points per backend
+KILLS = sized(100, 1000)  # kill points per backend
 FULL_KILL_EVERY = 10
 
 

@@ -262,3 +262,14 @@ def test_stem_keeps_leaves_and_only_the_last_limit_generations(
         assert len(rt.ancestry(stemmed, leaves[0])) <= limit
     assert rt.stem(stemmed, limit) == stemmed
     assert all(p is None or p in stemmed for p, _ in stemmed.values())
+
+
+def test_a_path_giving_a_known_rev_another_parent_adds_no_bodiless_leaf() -> None:
+    # Found by the HTTP model on PostgreSQL: `2-b` is known under `1-x`; a crafted replicated
+    # path puts it under `1-a`. `1-a` used to be added as a childless root, i.e. a leaf with no
+    # body (`_bulk_get` answered not_found for a leaf). A rev id names its ancestry: keep it.
+    tree = rt.merge_path({}, ["3-c", "2-b", "1-x"], True)
+    merged = rt.merge_path(tree, ["3-d", "2-b", "1-a"], False)
+    assert "1-a" not in merged
+    assert sorted(rt.leaves(merged)) == ["3-c", "3-d"]
+    assert rt.ancestry(merged, "3-d") == ["3-d", "2-b", "1-x"]
