@@ -139,18 +139,18 @@ def render_doc(app: Settee, db: str, docid: str, query: DocQuery,
     (`chttpd_db:db_doc_req/3` drops the rev); a deleted winner is then 404 `deleted`.
     """
     database = app.store.db(db)
-    info, body = database.open(docid)
+    wanted = None if query.latest else query.rev
+    info, body = database.open(docid, wanted)  # the tree and the wanted body in one statement
     if info is None:
         raise NotFound("missing")
-    wanted = None if query.latest else query.rev
     rev = wanted or info.winner
     if wanted is None and info.deleted:
         raise NotFound("deleted")
     if wanted is not None and wanted not in info.tree:
         raise NotFound("missing")
     available: set[str] | None = None
-    if rev != info.winner or query.revs_info:
-        _, bodies = database.revisions(docid, None if query.revs_info else [rev])
+    if query.revs_info:
+        _, bodies = database.revisions(docid, None)
         available = set(bodies)
         body = bodies.get(rev)
     if body is None:

@@ -31,6 +31,12 @@ __all__ = ["Bind", "SetteeServer", "application", "gunicorn_options", "parse_bin
 # gunicorn's own defaults that settee overrides, and why.
 LIMIT_REQUEST_LINE = 8190  # gunicorn's maximum; CouchDB's max_uri_length (8000) must fit
 GRACEFUL_TIMEOUT = 10  # seconds a worker gets to finish its requests on SIGTERM
+# Idle keep-alive connections are closed after this many seconds. gunicorn's 2 s is shorter than
+# clients expect (node's fetch, i.e. undici, reuses an idle connection for up to 4 s): a request
+# sent on a connection the server has just closed fails with "other side closed", and a POST is
+# not retried. Seen as a flaky `fetch failed` from nano under load. Idle connections cost the
+# gthread worker a file descriptor in its poller, no thread.
+KEEPALIVE = 5
 MAX_REQUESTS = 10_000  # recycle workers now and then ...
 MAX_REQUESTS_JITTER = 1_000  # ... but not all at once
 NEWER_GUNICORN = frozenset({"control_socket_disable"})  # settings gunicorn 23 does not know
@@ -47,6 +53,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "threads": settings.threads,
         "limit_request_line": LIMIT_REQUEST_LINE,
         "graceful_timeout": GRACEFUL_TIMEOUT,
+        "keepalive": KEEPALIVE,
         "max_requests": MAX_REQUESTS,
         "max_requests_jitter": MAX_REQUESTS_JITTER,
         "accesslog": None,  # settee writes its own (accesslog.py), with the database and JSON

@@ -62,10 +62,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..store import Store, reads, sql
+from ..store import Store, reads
 from ..store.engine import Tx
-from ..store.errors import Conflict, DbNotFound, StoreBusy, StoreError
-from ..store.writes import Edit, WriteResult, write_edits
+from ..store.errors import Conflict, StoreBusy, StoreError
+from ..store.writes import (
+    DbRow,
+    Edit,
+    WriteResult,
+    db_with_design,
+    plan_revs,
+    write_edits,
+)
 from . import user_docs, validation_docs
 from .errors import HttpError
 from .userctx import UserCtx
@@ -73,7 +80,6 @@ from .userctx import UserCtx
 if TYPE_CHECKING:
     from .app import Settee
 
-DESIGN, DESIGN_END = "_design/", "_design0"
 CACHE_SIZE = 1024
 ATTEMPTS = 5
 
@@ -209,17 +215,59 @@ def write(app: Settee, user: UserCtx, db: str, edits: Sequence[Edit],
 
 def _commit(app: Settee, db: str, state: DbState, edits: list[Edit],
             new_edits: bool) -> list[WriteResult]:
-    layer = app.store.layer
+    write = _Write(app, db, state, edits, new_edits)
+    return app.store.commits.submit(db, write.run, write)
 
-    def run(conn: Tx) -> list[WriteResult]:
-        # The write locks the database's row first (as every writer of it does, a design doc
-        # write included), so the state read after it is the one this transaction commits on.
-        results = write_edits(conn, db, edits, new_edits=new_edits, layer=layer) if edits else []
-        current = _state(conn, db, lock=not edits)
-        if current != state:
-            raise Stale(current)  # rolls this write back (its own savepoint)
-        return results
-    return app.store.commits.submit(db, run)
+
+class _Write:
+    """One request's validated edits, joinable with its neighbours in the commit queue that
+    write the same database with the same `new_edits` against the same state."""
+
+    def __init__(self, app: Settee, db: str, state: DbState, edits: list[Edit],
+                 new_edits: bool) -> None:
+        self.app, self.db, self.state, self.edits, self.new_edits = app, db, state, edits, new_edits
+        self._locked: tuple[Tx, DbRow, DbState] | None = None
+        if new_edits:
+            plan_revs(edits)
+
+    @property
+    def kind(self) -> object:
+        """Joinable writes share the database, the `new_edits` mode and the validated state."""
+        return (self.db, self.new_edits, self.state)
+
+    def begin(self, tx: Tx) -> None:
+        """Lock the database's row and read its state (the write's first statement)."""
+        row, design = db_with_design(tx, self.db, lock=True)
+        self._locked = (tx, row, DbState(row.id, design.security, design.ddocs))
+
+    def run(self, tx: Tx) -> list[WriteResult]:
+        """This write alone."""
+        return self.run_joined(tx, [self])[0]
+
+    def run_joined(self, tx: Tx, parts: Sequence[Any]) -> list[list[WriteResult]]:
+        """`parts` (this write first) as one `write_edits` call; their results split back.
+
+        The lock is taken (or was, by `begin`) before the state is read, as every writer of the
+        database does, a design doc write included, so the state is the one this transaction
+        commits on; a stale one is refused before anything is written."""
+        locked, self._locked = self._locked, None
+        if locked is not None and locked[0] is tx:
+            _, row, current = locked
+        else:
+            row, design = db_with_design(tx, self.db, lock=True)
+            current = DbState(row.id, design.security, design.ddocs)
+        if current != self.state:
+            raise Stale(current)
+        edits = [edit for part in parts for edit in part.edits]
+        if not edits:
+            return [[] for _ in parts]
+        results = write_edits(tx, self.db, edits, new_edits=self.new_edits,
+                              layer=self.app.store.layer, locked=row)
+        out, at = [], 0
+        for part in parts:
+            out.append(results[at:at + len(part.edits)])
+            at += len(part.edits)
+        return out
 
 
 def check_edits(app: Settee, user: UserCtx, db: str, edits: Sequence[Edit],
@@ -259,26 +307,10 @@ def check_edits(app: Settee, user: UserCtx, db: str, edits: Sequence[Edit],
 # -- the database's design documents -------------------------------------------------------------
 
 def _read_state(app: Settee, db: str) -> DbState:
+    """The database's `DbState` in one query, without a lock (`DbNotFound` if it is gone)."""
     with app.store.engine.transaction(snapshot=False) as conn:
-        return _state(conn, db, lock=False)
-
-
-def _state(conn: Tx, db: str, *, lock: bool) -> DbState:
-    """The database's `DbState` in one query (`DbNotFound` if it is gone); `lock` takes the
-    database's row lock on PostgreSQL, as every writer does, so no design doc can change
-    before this transaction commits (SQLite's BEGIN IMMEDIATE already holds writers off)."""
-    suffix = " FOR UPDATE OF b" if lock and conn.dialect != "sqlite" else ""
-    rows = sql.fetchall(
-        conn,
-        "SELECT b.id, b.security, d.doc_id, d.winner FROM settee_dbs b "
-        "LEFT JOIN settee_docs d ON d.db_id = b.id AND d.doc_id >= ? AND d.doc_id < ? "
-        "AND d.deleted = ? WHERE b.name = ? ORDER BY d.doc_id" + suffix,
-        (DESIGN, DESIGN_END, False, db),
-    )
-    if not rows:
-        raise DbNotFound()
-    ddocs = tuple((str(doc_id), str(rev)) for _, _, doc_id, rev in rows if doc_id is not None)
-    return DbState(int(rows[0][0]), str(rows[0][1] or "{}"), ddocs)
+        row, design = db_with_design(conn, db, lock=False)
+    return DbState(row.id, design.security, design.ddocs)
 
 
 def _validators(app: Settee, db: str, state: DbState) -> list[Validator]:

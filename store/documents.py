@@ -92,10 +92,12 @@ class Database:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def open(self, doc_id: str) -> tuple[reads.DocInfo | None, bytes | None]:
-        """The doc's tree and state and its winning body as JSON bytes (or None, None)."""
+    def open(self, doc_id: str, rev: str | None = None
+             ) -> tuple[reads.DocInfo | None, bytes | None]:
+        """The doc's tree and state and the JSON bytes of its winning body, or of `rev`'s when
+        given (None if that rev has none); (None, None) for a missing doc. One statement."""
         with self.store.engine.transaction(snapshot=False) as conn:
-            info, packed = reads.doc_with_winner(conn, self.name, doc_id)
+            info, packed = reads.doc_with_winner(conn, self.name, doc_id, rev)
         body = self.store.layer.body_of(packed) if packed is not None else None
         return info, body
 

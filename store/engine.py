@@ -39,6 +39,12 @@ SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 PG_RETRY_CODES = {"40001", "40P01"}
 PG_DISK_FULL = "53100"
 MAX_ATTEMPTS = 5
+# A pooled PostgreSQL connection idle longer than this is pinged before use (the server may
+# have restarted or cut it); one in steady use is not, which saves a round trip per request.
+# A hot connection that did break fails its request and is dropped at check-in (`_broken`).
+PING_AFTER_IDLE = 1.0
+FLOCK_POLL_FINE = 0.0001  # seconds between tries for SQLite's cross-process write lock ...
+FLOCK_FINE_FOR = 0.005  # ... for this long, then every 0.5 ms
 _build_lock = threading.RLock()  # engines are built one at a time (see `Engine.sa`)
 
 
@@ -113,7 +119,7 @@ class Engine:
             pool_size=self.pool_size,
             max_overflow=0,
             pool_timeout=self.busy_timeout_ms / 1000,
-            pool_pre_ping=True,
+            pool_pre_ping=False,  # `_checkout` pings connections that sat idle instead
             isolation_level="READ COMMITTED",
             connect_args={"options": options, "application_name": f"settee {os.getpid()}"},
         )
@@ -247,7 +253,13 @@ class Engine:
             self._local.raw = (os.getpid(), self._engine, raw)
             return raw
         try:
-            return self.sa.raw_connection()
+            raw = self.sa.raw_connection()
+            idle_since = raw.info.get("idle_since")
+            if idle_since is not None and time.monotonic() - idle_since > PING_AFTER_IDLE \
+                    and not self._alive(raw):
+                raw.invalidate()
+                raw = self.sa.raw_connection()
+            return raw
         except PoolTimeout as exc:  # every connection of this process stayed busy
             raise StoreBusy("No free database connection; try again.") from exc
         except (DBAPIError, psycopg.OperationalError) as exc:  # the server has no free slots
@@ -255,6 +267,14 @@ class Engine:
             if code == "53300" or "too many clients" in str(exc):
                 raise StoreBusy("The database server has no free connections; try again.") from exc
             raise
+
+    def _alive(self, raw: Any) -> bool:
+        """Whether a pooled connection answers the dialect's ping (one round trip, outside
+        any transaction)."""
+        try:
+            return bool(self.sa.dialect.do_ping(raw.dbapi_connection))
+        except (psycopg.Error, DBAPIError):
+            return False
 
     def _abandon(self, raw: Any) -> None:
         """Roll back; if even that fails, the connection is not reused."""
@@ -276,6 +296,8 @@ class Engine:
             return  # stays with its thread; SQLite connections cost a file handle, no server slot
         if _broken(raw):
             raw.invalidate()
+        else:
+            raw.info["idle_since"] = time.monotonic()
         raw.close()
 
     @property
@@ -317,14 +339,19 @@ class Engine:
             if self._lock_fd is None:
                 self._lock_fd = os.open(path + ".writelock", os.O_RDWR | os.O_CREAT, 0o644)
             fd = self._lock_fd
+            started = time.monotonic()
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if time.monotonic() > deadline:
+                    now = time.monotonic()
+                    if now > deadline:
                         raise StoreBusy() from None
-                    time.sleep(0.0005)
+                    # Another process commits; its turn is usually over within a few ms, and
+                    # the wait until this one notices is dead time for every writer of the
+                    # file: poll finely at first, then back off.
+                    time.sleep(FLOCK_POLL_FINE if now - started < FLOCK_FINE_FOR else 0.0005)
             try:
                 yield
             finally:

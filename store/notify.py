@@ -60,6 +60,15 @@ def announce(conn: Tx, db_name: str) -> None:
         sql.execute(conn, "SELECT pg_notify(?, ?)", (CHANNEL, db_name))
 
 
+def count_and_announce(conn: Tx, db_name: str, update: str, params: tuple[Any, ...]) -> None:
+    """Run the write's counter `update` and `announce` in one statement (one round trip on
+    PostgreSQL: the notification rides on the UPDATE's RETURNING)."""
+    if conn.dialect == "postgresql":
+        sql.execute(conn, update + " RETURNING pg_notify(?, ?)", (*params, CHANNEL, db_name))
+    else:
+        sql.execute(conn, update, params)
+
+
 class Watch:
     """One feed's interest in one database (or `ANY`); take a ticket, read, then wait on it."""
 

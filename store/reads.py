@@ -43,16 +43,18 @@ def db_id(conn: Tx, name: str) -> int:
 
 
 def doc_with_winner(
-    conn: Tx, db_name: str, doc_id: str
+    conn: Tx, db_name: str, doc_id: str, rev: str | None = None
 ) -> tuple[DocInfo | None, bytes | None]:
-    """One query: the doc's info and its winning body (raises `DbNotFound`)."""
+    """One query: the doc's info and the body of its winner, or of `rev` when given (None if
+    that rev has no stored body); raises `DbNotFound`."""
+    body_rev = "d.winner" if rev is None else "?"
     row = sql.fetchone(
         conn,
         "SELECT b.id, d.tree, d.winner, d.deleted, d.seq, r.body FROM settee_dbs b "
         "LEFT JOIN settee_docs d ON d.db_id = b.id AND d.doc_id = ? "
-        "LEFT JOIN settee_revs r ON r.db_id = b.id AND r.doc_id = d.doc_id AND r.rev = d.winner "
+        f"LEFT JOIN settee_revs r ON r.db_id = b.id AND r.doc_id = d.doc_id AND r.rev = {body_rev} "
         "WHERE b.name = ?",
-        (doc_id, db_name),
+        (doc_id, db_name) if rev is None else (doc_id, rev, db_name),
     )
     if row is None:
         raise DbNotFound()
@@ -139,8 +141,10 @@ def id_range(
     prefix: str | None = None,
     exclude_prefix: str | None = None,
     include_deleted: bool = False,
+    with_tree: bool = True,
 ) -> list[Row]:
-    """Docs in raw id order between `start` and `end` (in the direction of travel)."""
+    """Docs in raw id order between `start` and `end` (in the direction of travel); without
+    `with_tree` their rows carry an empty `tree_json` (the tree is the widest column)."""
     where = ["db_id = ?"]
     params: list[object] = [dbid]
     if not include_deleted:
@@ -162,7 +166,8 @@ def id_range(
         where.append("NOT (doc_id >= ? AND doc_id < ?)")
         params += [exclude_prefix, exclude_prefix[:-1] + chr(ord(exclude_prefix[-1]) + 1)]
     order = "DESC" if descending else "ASC"
-    query = (f"SELECT doc_id, winner, deleted, seq, tree FROM settee_docs "
+    tree = "tree" if with_tree else "''"
+    query = (f"SELECT doc_id, winner, deleted, seq, {tree} FROM settee_docs "
              f"WHERE {' AND '.join(where)} ORDER BY doc_id {order}")
     if limit is not None:
         query += " LIMIT ? OFFSET ?"

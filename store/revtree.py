@@ -83,6 +83,8 @@ def _rank(rev: str, deleted: bool) -> tuple[bool, int, bytes]:
 
 
 def _leaf_set(tree: Mapping[str, tuple[str | None, bool]]) -> list[str]:
+    if len(tree) == 1:
+        return list(tree)  # a new document's tree: its one rev is its one leaf
     parents = {parent for parent, _ in tree.values()}
     return [rev for rev in tree if rev not in parents]
 
@@ -96,6 +98,8 @@ def winner(tree: RevTree) -> str:
     """The winning leaf. Raises ValueError for an empty tree."""
     if not tree:
         raise ValueError("empty revision tree has no winner")
+    if len(tree) == 1:
+        return next(iter(tree))
     return max(_leaf_set(tree), key=lambda rev: _rank(rev, tree[rev][1]))
 
 

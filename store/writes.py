@@ -42,6 +42,20 @@ class Edit:
     rev: str | None = None
     revisions: list[str] | None = None
     atts: list[AttIn] | None = None
+    planned_rev: str | None = None  # the new rev if its parent is `rev` and it has no atts
+
+
+def plan_revs(edits: Sequence[Edit]) -> None:
+    """Work out, before the write lock, the rev each interactive edit will most likely get
+    (its parent is the `_rev` it names, or none for a new document, and it has no
+    attachments): the hashing then runs in parallel with other writers' commits instead of
+    under the database's lock. The write recomputes any plan whose assumption is wrong."""
+    for edit in edits:
+        if not edit.atts and edit.planned_rev is None:
+            try:
+                edit.planned_rev = new_rev_id(edit.fields, deleted=edit.deleted, parent=edit.rev)
+            except (StoreError, TypeError, ValueError):
+                pass  # the write raises it again, where it belongs
 
 
 @dataclass(slots=True)
@@ -82,6 +96,18 @@ class DbRow:
     revs_limit: int
 
 
+@dataclass(slots=True)
+class DesignState:
+    """What write-time validation depends on: `_security` and the live design docs (id,
+    winning rev) in id order, read with the lock."""
+
+    security: str
+    ddocs: tuple[tuple[str, str], ...]
+
+
+DESIGN, DESIGN_END = "_design/", "_design0"  # "0" is the byte after "/": the `_design/` range
+
+
 def lock_db(conn: Tx, name: str) -> DbRow:
     """Lock the database's counter row (PostgreSQL) and read it; the first statement of a write."""
     row = sql.fetchone(
@@ -95,11 +121,31 @@ def lock_db(conn: Tx, name: str) -> DbRow:
     return DbRow(*row)
 
 
+def db_with_design(conn: Tx, name: str, *, lock: bool) -> tuple[DbRow, DesignState]:
+    """The database's row and `DesignState` in one statement; `lock` takes the row's lock on
+    PostgreSQL as `lock_db` does (SQLite's BEGIN IMMEDIATE already holds writers off)."""
+    suffix = " FOR UPDATE OF b" if lock and conn.dialect != "sqlite" else ""
+    rows = sql.fetchall(
+        conn,
+        "SELECT b.id, b.update_seq, b.doc_count, b.doc_del_count, b.body_bytes, b.revs_limit, "
+        "b.security, d.doc_id, d.winner FROM settee_dbs b "
+        "LEFT JOIN settee_docs d ON d.db_id = b.id AND d.doc_id >= ? AND d.doc_id < ? "
+        "AND d.deleted = ? WHERE b.name = ? ORDER BY d.doc_id" + suffix,
+        (DESIGN, DESIGN_END, False, name),
+    )
+    if not rows:
+        raise DbNotFound()
+    ddocs = tuple((str(r[7]), str(r[8])) for r in rows if r[7] is not None)
+    return DbRow(*rows[0][:6]), DesignState(str(rows[0][6] or "{}"), ddocs)
+
+
 def write_edits(
-    conn: Tx, db_name: str, edits: Sequence[Edit], *, new_edits: bool, layer: Layer
+    conn: Tx, db_name: str, edits: Sequence[Edit], *, new_edits: bool, layer: Layer,
+    locked: DbRow | None = None,
 ) -> list[WriteResult]:
-    """Apply `edits` in order inside the caller's write transaction; return one result each."""
-    db = lock_db(conn, db_name)
+    """Apply `edits` in order inside the caller's write transaction; return one result each.
+    `locked` is the database's row if the caller has locked it already."""
+    db = locked if locked is not None else lock_db(conn, db_name)
     states = _load_states(conn, db.id, sorted({e.id for e in edits}))
     results: list[WriteResult] = []
     order: dict[str, None] = {}
@@ -132,8 +178,7 @@ def write_edits(
             order[edit.id] = None
         results.append(WriteResult(edit.id, rev))
     if order:
-        _persist(conn, db, [(doc_id, states[doc_id]) for doc_id in order])
-        notify.announce(conn, db_name)
+        _persist(conn, db, db_name, [(doc_id, states[doc_id]) for doc_id in order])
     return results
 
 
@@ -144,7 +189,7 @@ def _apply_interactive(
         if edit.rev is not None:
             raise Conflict()
         hashed = atts.resolve(None, 1)
-        rev = new_rev_id(edit.fields, deleted=edit.deleted, parent=None, atts=hashed)
+        rev = _new_rev(edit, None, hashed)
         tree: revtree.RevTree = {rev: (None, edit.deleted)}
         created, exists = now, state.exists if state else False
     else:
@@ -157,13 +202,20 @@ def _apply_interactive(
         else:
             raise Conflict()
         hashed = atts.resolve(parent, revtree.pos(parent) + 1)
-        rev = new_rev_id(edit.fields, deleted=edit.deleted, parent=parent, atts=hashed)
+        rev = _new_rev(edit, parent, hashed)
         if rev in state.tree:
             raise Conflict()
         tree = revtree.add_edit(state.tree, parent, rev, edit.deleted)
         created, exists = state.created, state.exists
     atts.save_blobs()
     return _with_tree(state, tree, created, exists), rev
+
+
+def _new_rev(edit: Edit, parent: str | None, hashed: list[tuple[str, str, bytes]]) -> str:
+    """The edit's new rev: its plan when the plan's assumptions hold, else hashed now."""
+    if edit.planned_rev is not None and parent == edit.rev and not hashed:
+        return edit.planned_rev
+    return new_rev_id(edit.fields, deleted=edit.deleted, parent=parent, atts=hashed)
 
 
 def _apply_replicated(
@@ -198,12 +250,12 @@ def _with_tree(
 
 def _load_states(conn: Tx, db_id: int, ids: list[str]) -> dict[str, _DocState]:
     states: dict[str, _DocState] = {}
-    for chunk in sql.chunks(ids):
+    for match, params in sql.one_of(conn, "doc_id", ids):
         rows = sql.fetchall(
             conn,
-            "SELECT doc_id, tree, winner, deleted, created FROM settee_docs "
-            f"WHERE db_id = ? AND doc_id IN ({sql.in_params(len(chunk))})",
-            (db_id, *chunk),
+            f"SELECT doc_id, tree, winner, deleted, created FROM settee_docs "
+            f"WHERE db_id = ? AND {match}",
+            (db_id, *params),
         )
         for doc_id, tree, win, deleted, created in rows:
             states[doc_id] = _DocState(
@@ -213,8 +265,8 @@ def _load_states(conn: Tx, db_id: int, ids: list[str]) -> dict[str, _DocState]:
     return states
 
 
-def _persist(conn: Tx, db: DbRow, changed: list[tuple[str, _DocState]]) -> None:
-    """Write trees, bodies, seqs and counters of the changed documents."""
+def _persist(conn: Tx, db: DbRow, db_name: str, changed: list[tuple[str, _DocState]]) -> None:
+    """Write trees, bodies, seqs and counters of the changed documents, and tell listeners."""
     seq = db.update_seq
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
@@ -239,8 +291,8 @@ def _persist(conn: Tx, db: DbRow, changed: list[tuple[str, _DocState]]) -> None:
                 att_rows.extend(attachments.rows(db.id, doc_id, rev, metas))
                 added_bytes += len(packed)
         dropped.extend((db.id, doc_id, rev) for rev in state.dropped)
-    sql.execute(
-        conn,
+    notify.count_and_announce(
+        conn, db_name,
         "UPDATE settee_dbs SET update_seq = ?, doc_count = ?, doc_del_count = ?, "
         "body_bytes = body_bytes + ? WHERE id = ?",
         (seq, live, dead, added_bytes, db.id),

@@ -9,10 +9,12 @@ from __future__ import annotations
 import io
 import math
 import os
+import signal
 import sqlite3
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ import orjson
 import pytest
 import revmodel
 import sqlalchemy as sa
+from live import LiveServer
+from settee.store import Store, StoreConfig
 
 SOAK = os.environ.get("SETTEE_SOAK", "").lower() in ("1", "true", "yes")
 BACKENDS = ["sqlite", "postgres"]
@@ -182,6 +186,80 @@ def store_url_for(backend: str, request: pytest.FixtureRequest, directory: Path
         yield url
     finally:
         drop_pg_database(admin, url)
+
+
+def create_schema_first(url: str) -> None:
+    """Create a fresh SQLite store's schema before a live server starts, so its workers' first
+    requests do not race in `setup()` (test_reliability_schema_race; PostgreSQL serialises it)."""
+    if not url.startswith("sqlite"):
+        return
+    Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    store = Store(StoreConfig(url=url))
+    try:
+        store.setup()
+    finally:
+        store.close()
+
+
+# -- live servers on a fresh store, and killing them --------------------------------------------
+
+@dataclass
+class Live:
+    """A live server on a fresh store: its backend, the server, the store URL, its tables."""
+
+    backend: str
+    server: LiveServer
+    url: str
+    view: StoreView
+
+
+@contextmanager
+def live_store(backend: str, request: pytest.FixtureRequest, directory: Path, *,
+               workers: int = 4, threads: int = 4, start: bool = True, args: Iterable[str] = (),
+               env: Mapping[str, str] | None = None, clean_exit: bool = False
+               ) -> Iterator[Live]:
+    """`settee serve` on a fresh store of `backend` (schema made first) and a view of its
+    tables; afterwards the server is stopped and the store dropped. With `clean_exit`, a body
+    that ended without error also needs the server to stop with status 0 and no traceback in
+    its error log."""
+    with store_url_for(backend, request, directory) as url:
+        create_schema_first(url)
+        server = LiveServer.settee(directory, database_url=None if backend == "sqlite" else url,
+                                   workers=workers, threads=threads, args=args, env=env)
+        view = StoreView(url)
+        try:
+            if start:
+                server.start()
+            yield Live(backend, server, url, view)
+            if clean_exit:
+                assert server.stop() in (0, None), server.stderr()[-5000:]
+                assert "Traceback" not in server.stderr(), server.stderr()[-5000:]
+        finally:
+            server.stop()
+            view.close()
+
+
+def kill_whole_server(server: LiveServer) -> None:
+    """kill -9 the master and every worker (the server's own process group)."""
+    os.killpg(server.pid, signal.SIGKILL)
+    server.stop()
+
+
+def wait_up(server: LiveServer, timeout: float = 30.0, *, workers: int = 0,
+            replacing: Set[int] = frozenset()) -> None:
+    """Wait until `/_up` answers 200 again (after a kill), and the server has at least `workers`
+    worker processes, none of them one of the killed ones in `replacing`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = set(server.worker_pids())
+        if len(pids) >= workers and not pids & replacing:
+            try:
+                if server.request("GET", "/_up", timeout=5).status == 200:
+                    return
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError("the server did not come back\n" + server.stderr()[-3000:])
 
 
 # -- looking at the store's tables directly ------------------------------------------------------

@@ -22,6 +22,7 @@ ORDER = [
     "I/O fault points injected",
     "I/O fault points mishandled",
     "same-rev race rounds",
+    "most concurrent same-rev writers",
     "same-rev rounds without exactly one winner",
     "counter increments",
     "lost updates",

@@ -335,3 +335,35 @@ def test_queries_with_a_reversed_range_is_a_query_parse_error(client: Any,
                             {"queries": [{"startkey": "b", "endkey": "a"}]}, status="*")
     assert resp.status_int == 400
     assert resp.json == {"error": "query_parse_error", "reason": RANGE_ERROR.format("true")}
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_paging_by_startkey_reports_the_counted_offset(client: Any, fresh_db: str,
+                                                       descending: bool) -> None:
+    """Each page's `offset` equals a fresh count, including pages whose offset the page before
+    remembered (store/positions.py), and a write between pages moves it."""
+    from settee.store import positions
+
+    ids = [f"d{n:03d}" for n in range(0, 60, 2)]
+    _bulk(client, fresh_db, [{"_id": i} for i in ids])
+    order = sorted(ids, reverse=descending)
+    flag = "true" if descending else "false"
+    params = {"limit": "7", "descending": flag}
+    seen: list[str] = []
+    body = _all(client, fresh_db, **params).json
+    while True:
+        assert body["offset"] == len(seen)
+        seen += _ids(body)
+        if len(body["rows"]) < 7:
+            break
+        body = _all(client, fresh_db, startkey=f'"{seen[-1]}"', skip="1", **params).json
+    assert seen == order
+    # A doc written before the cursor: the same request's offset moves by one, cached or not.
+    cursor = order[14]
+    again = {"startkey": f'"{cursor}"', "skip": "1", **params}
+    assert _all(client, fresh_db, **again).json["offset"] == 15
+    _bulk(client, fresh_db, [{"_id": order[0][:-1] + ("/" if descending else "!")}])
+    moved = _all(client, fresh_db, **again).json
+    assert moved["offset"] == 16 and moved["total_rows"] == len(ids) + 1
+    positions.forget_all()
+    assert _all(client, fresh_db, **again).json["offset"] == 16

@@ -6,6 +6,7 @@ the command line are in `test_cli.py`.
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
@@ -283,3 +284,20 @@ def test_no_lost_update_under_concurrent_writers(live_server: LiveServer,
         # two 201s from the same parent would have returned the same counter
         assert sorted(tally.counters.get(doc, [])) == list(range(1, successes + 1)), doc
         assert "_conflicts" not in final, doc
+
+
+def test_an_idle_keep_alive_connection_outlasts_a_clients_reuse_window(
+        live_server: LiveServer) -> None:
+    """The server keeps an idle keep-alive connection open longer than clients reuse one
+    (node's fetch: 4 s), so a request sent on it is never met by the server closing it (a
+    flaky `fetch failed` from nano under load, when gunicorn's 2 s applied)."""
+    conn = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=10)
+    try:
+        for pause in (0.0, 4.2):
+            time.sleep(pause)
+            conn.request("GET", "/_up")
+            answer = conn.getresponse()
+            answer.read()
+            assert answer.status == 200
+    finally:
+        conn.close()

@@ -27,6 +27,7 @@ from typing import Any
 
 import npm_clients
 import pytest
+import reliability
 from live import LiveServer
 
 pytestmark = pytest.mark.live
@@ -67,24 +68,9 @@ def server(request: pytest.FixtureRequest,
     """`settee serve`, 2 gthread workers x 8 threads, on SQLite or a fresh PostgreSQL db."""
     npm_clients.ensure_installed()  # skip (or fail under CI) before starting anything
     workdir = tmp_path_factory.mktemp(f"npm-{request.param}")
-    admin, pg_name, url = None, "", None
-    if request.param == "postgres":
-        admin = request.getfixturevalue("pg_admin")
-        pg_name = "settee_npm_" + uuid.uuid4().hex[:12]
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{pg_name}"')
-        url = admin.url.set(database=pg_name).render_as_string(hide_password=False)
-    live = LiveServer.settee(workdir, database_url=url, workers=2, threads=8)
-    try:
-        live.start()
-        yield live
-        assert live.stop() == 0, live.stderr()
-        assert "Traceback" not in live.stderr(), live.stderr()
-    finally:
-        live.stop()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+    with reliability.live_store(request.param, request, workdir, workers=2, threads=8,
+                                clean_exit=True) as live:
+        yield live.server
 
 
 @pytest.fixture(scope="module")

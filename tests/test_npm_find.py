@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import npm_clients
 import pytest
-from live import LiveServer
+import reliability
 
 pytestmark = pytest.mark.live
 
@@ -27,25 +27,10 @@ def find_run(request: pytest.FixtureRequest,
     """The script's run against `settee serve` (2 gthread workers x 8 threads)."""
     npm_clients.ensure_installed()
     workdir = tmp_path_factory.mktemp(f"npm-find-{request.param}")
-    admin, pg_name, url = None, "", None
-    if request.param == "postgres":
-        admin = request.getfixturevalue("pg_admin")
-        pg_name = "settee_npmf_" + uuid.uuid4().hex[:12]
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{pg_name}"')
-        url = admin.url.set(database=pg_name).render_as_string(hide_password=False)
-    live = LiveServer.settee(workdir, database_url=url, workers=2, threads=8)
-    try:
-        live.start()
-        yield npm_clients.run_script("pouchdb_find.mjs", live.url,
+    with reliability.live_store(request.param, request, workdir, workers=2, threads=8,
+                                clean_exit=True) as live:
+        yield npm_clients.run_script("pouchdb_find.mjs", live.server.url,
                                      "find_" + uuid.uuid4().hex[:10], timeout=60)
-        assert live.stop() == 0, live.stderr()
-        assert "Traceback" not in live.stderr(), live.stderr()
-    finally:
-        live.stop()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
 
 
 @pytest.mark.parametrize("step", STEPS)

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import reliability
 from live import HOST, LiveServer
-from reliability import BACKENDS, StoreView, figure, sized
+from reliability import BACKENDS, StoreView, figure, sized, wait_up
 
 pytest_plugins = ["reliability_report"]
 
@@ -42,35 +42,13 @@ POINTS: list[tuple[str, float]] = [("body", 0.1), ("body", 0.95), ("after", 0.3)
 @pytest.fixture(params=BACKENDS)
 def target(request: pytest.FixtureRequest, tmp_path: Path
            ) -> Iterator[tuple[str, LiveServer, StoreView]]:
-    with reliability.store_url_for(request.param, request, tmp_path) as url:
-        live = LiveServer.settee(tmp_path, database_url=None if request.param == "sqlite"
-                                 else url, workers=2, threads=4)
-        live.start()
-        view = StoreView(url)
-        try:
-            yield request.param, live, view
-        finally:
-            live.stop()
-            view.close()
+    with reliability.live_store(request.param, request, tmp_path, workers=2) as live:
+        yield live.backend, live.server, live.view
 
 
 def _payload(point: int) -> bytes:
     seed = hashlib.sha256(f"point {point}".encode()).digest()
     return (seed * (SIZE // len(seed) + 1))[:SIZE]
-
-
-def _wait_workers(live: LiveServer, old: set[int], count: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        pids = set(live.worker_pids())
-        if len(pids) >= count and not pids & old:
-            try:
-                if live.request("GET", "/_up", timeout=5).status == 200:
-                    return
-            except OSError:
-                pass
-        time.sleep(0.05)
-    raise AssertionError("the workers did not come back\n" + live.stderr()[-3000:])
 
 
 def _upload_and_kill(live: LiveServer, path: str, data: bytes, when: str, at: float
@@ -112,7 +90,7 @@ def _upload_and_kill(live: LiveServer, path: str, data: bytes, when: str, at: fl
     finally:
         sock.close()
         if when != "none":
-            _wait_workers(live, workers, 2)
+            wait_up(live, workers=2, replacing=workers)
 
 
 def test_kill_during_attachment_stream(target: tuple[str, LiveServer, StoreView]) -> None:

@@ -18,7 +18,6 @@ import pytest
 import reliability
 from live import LiveServer
 from reliability import BACKENDS, figure
-from test_reliability_schema_race import create_schema_first
 
 pytest_plugins = ["reliability_report"]
 
@@ -30,16 +29,9 @@ NAMES = ["../../etc/passwd", "a/../b", "..%2f", "☃.txt", "..", "./x", "a//b", 
 @pytest.fixture(params=BACKENDS)
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, LiveServer,
                                                                              Path]]:
-    with reliability.store_url_for(request.param, request, tmp_path) as url:
-        create_schema_first(url)  # see test_reliability_schema_race
-        live = LiveServer.settee(tmp_path, database_url=None if request.param == "sqlite"
-                                 else url, workers=2, threads=4)
-        live.start()
-        try:
-            yield request.param, live, tmp_path
-        finally:
-            live.stop()
-        assert "Traceback" not in live.stderr(), live.stderr()[-5000:]
+    with reliability.live_store(request.param, request, tmp_path, workers=2,
+                                clean_exit=True) as live:
+        yield live.backend, live.server, tmp_path
 
 
 def files_under(root: Path) -> set[str]:

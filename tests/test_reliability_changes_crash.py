@@ -22,9 +22,8 @@ from pathlib import Path
 import pytest
 import reliability
 from live import HOST, LiveServer
-from reliability import BACKENDS, StoreView, figure, sized
-from test_reliability_crash import check_inv, kill_whole_server, wait_up
-from test_reliability_schema_race import create_schema_first
+from reliability import BACKENDS, StoreView, figure, kill_whole_server, sized, wait_up
+from test_reliability_crash import check_inv
 from writeload import REQUEST_TIMEOUT, Client, Harness
 
 pytest_plugins = ["reliability_report"]
@@ -36,16 +35,8 @@ KILLS = sized(4, 50)
 @pytest.fixture(params=BACKENDS)
 def target(request: pytest.FixtureRequest, tmp_path: Path
            ) -> Iterator[tuple[str, LiveServer, StoreView]]:
-    with reliability.store_url_for(request.param, request, tmp_path) as url:
-        create_schema_first(url)  # see test_reliability_schema_race
-        server = LiveServer.settee(tmp_path, database_url=None if request.param == "sqlite"
-                                   else url, workers=4, threads=4)
-        view = StoreView(url)
-        try:
-            yield request.param, server, view
-        finally:
-            server.stop()
-            view.close()
+    with reliability.live_store(request.param, request, tmp_path, start=False) as live:
+        yield live.backend, live.server, live.view
 
 
 class Consumer(threading.Thread):

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import reliability
 from live import LiveServer
-from reliability import BACKENDS, StoreView, figure, sized
+from reliability import BACKENDS, StoreView, figure, kill_whole_server, sized, wait_up
 from writeload import REQUEST_TIMEOUT, Client, Harness
 
 pytest_plugins = ["reliability_report"]
@@ -36,32 +36,8 @@ FULL_KILL_EVERY = 10
 @pytest.fixture(params=BACKENDS)
 def crash_target(request: pytest.FixtureRequest, tmp_path: Path
                  ) -> Iterator[tuple[str, LiveServer, StoreView]]:
-    with reliability.store_url_for(request.param, request, tmp_path) as url:
-        database_url = None if request.param == "sqlite" else url
-        server = LiveServer.settee(tmp_path, database_url=database_url, workers=4, threads=4)
-        view = StoreView(url)
-        try:
-            yield request.param, server, view
-        finally:
-            server.stop()
-            view.close()
-
-
-def kill_whole_server(server: LiveServer) -> None:
-    os.killpg(server.pid, signal.SIGKILL)  # master and every worker: its own process group
-    server.stop()
-
-
-def wait_up(server: LiveServer, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if server.request("GET", "/_up", timeout=5).status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("the server did not come back\n" + server.stderr()[-3000:])
+    with reliability.live_store(request.param, request, tmp_path, start=False) as live:
+        yield live.backend, live.server, live.view
 
 
 def check_inv(h: Harness, clients: list[Client], view: StoreView) -> None:

@@ -20,7 +20,6 @@ import pytest
 import reliability
 from live import HOST, LiveServer
 from reliability import BACKENDS, figure, percentile, sized
-from test_reliability_schema_race import create_schema_first
 
 pytest_plugins = ["reliability_report"]
 
@@ -78,26 +77,20 @@ class PgConnections:
 @pytest.fixture(params=BACKENDS)
 def server(request: pytest.FixtureRequest, tmp_path: Path
            ) -> Iterator[tuple[str, LiveServer, PgConnections | None]]:
-    with reliability.store_url_for(request.param, request, tmp_path) as url:
-        create_schema_first(url)  # see test_reliability_schema_race
-        live = LiveServer.settee(tmp_path, database_url=None if request.param == "sqlite"
-                                 else url, workers=WORKERS, threads=THREADS)
-        live.start()
+    with reliability.live_store(request.param, request, tmp_path, workers=WORKERS,
+                                threads=THREADS, clean_exit=True) as target:
+        live = target.server
+        deadline = time.monotonic() + 30  # /_up answers once the first worker is up
+        while len(live.worker_pids()) < WORKERS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # the last workers finish booting
+        sampler = None if request.param == "sqlite" else PgConnections(
+            target.url, live.worker_pids())
         try:
-            deadline = time.monotonic() + 30  # /_up answers once the first worker is up
-            while len(live.worker_pids()) < WORKERS and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(1.0)  # the last workers finish booting
-            sampler = None if request.param == "sqlite" else PgConnections(
-                url, live.worker_pids())
-            try:
-                yield request.param, live, sampler
-            finally:
-                if sampler is not None:
-                    sampler.close()
+            yield request.param, live, sampler
         finally:
-            live.stop()
-        assert "Traceback" not in live.stderr(), live.stderr()[-5000:]
+            if sampler is not None:
+                sampler.close()
 
 
 def test_open_feeds_keep_latency(

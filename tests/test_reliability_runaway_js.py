@@ -21,7 +21,6 @@ import pytest
 import reliability
 from live import HOST, LiveServer
 from reliability import BACKENDS, error_shape_problem, figure, percentile
-from test_reliability_schema_race import create_schema_first
 
 pytest_plugins = ["reliability_report"]
 
@@ -41,16 +40,9 @@ RUNAWAYS = {
 
 @pytest.fixture(params=BACKENDS)
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, LiveServer]]:
-    with reliability.store_url_for(request.param, request, tmp_path) as url:
-        create_schema_first(url)  # see test_reliability_schema_race
-        live = LiveServer.settee(tmp_path, database_url=None if request.param == "sqlite"
-                                 else url, workers=1, threads=8,
-                                 env={"SETTEE_JS_TIME_LIMIT": str(JS_TIME_LIMIT)})
-        live.start()
-        try:
-            yield request.param, live
-        finally:
-            live.stop()
+    with reliability.live_store(request.param, request, tmp_path, workers=1, threads=8,
+                                env={"SETTEE_JS_TIME_LIMIT": str(JS_TIME_LIMIT)}) as live:
+        yield live.backend, live.server
 
 
 def busy_js_processes(live: LiveServer) -> list[int]:

@@ -15,7 +15,8 @@ RACERS = 8
 
 # Found by the live reliability tests (a 500 from store.setup() while 4 workers took their first
 # requests at once): create_all on SQLite ran without the writers' lock. Fixed in
-# store/engine.py create_schema; this test keeps it fixed.
+# store/engine.py create_schema; this test keeps it fixed. Live tests still create a fresh store's
+# schema first (`reliability.create_schema_first`).
 
 
 def test_concurrent_setup_of_a_fresh_sqlite_store(tmp_path: Path) -> None:
@@ -42,15 +43,3 @@ def test_concurrent_setup_of_a_fresh_sqlite_store(tmp_path: Path) -> None:
     figure("sqlite", "concurrent fresh-store setups that failed (defect)", len(errors))
     assert errors == [], errors[:3]
 
-
-def create_schema_first(url: str) -> None:
-    """Create a fresh SQLite store's schema before the live server starts, so its workers'
-    first requests do not race in `setup()` (the defect above; PostgreSQL serialises it)."""
-    if not url.startswith("sqlite"):
-        return
-    Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    store = Store(StoreConfig(url=url))
-    try:
-        store.setup()
-    finally:
-        store.close()

@@ -19,7 +19,6 @@ import pytest
 import reliability
 from live import HOST, LiveServer
 from reliability import BACKENDS, figure, sized
-from test_reliability_schema_race import create_schema_first
 
 pytest_plugins = ["reliability_report"]
 
@@ -32,16 +31,9 @@ WRITES = sized(40, 500)  # per writer
 
 @pytest.fixture(params=BACKENDS)
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, LiveServer]]:
-    with reliability.store_url_for(request.param, request, tmp_path) as url:
-        create_schema_first(url)  # see test_reliability_schema_race
-        live = LiveServer.settee(tmp_path, database_url=None if request.param == "sqlite"
-                                 else url, workers=4, threads=8)
-        live.start()
-        try:
-            yield request.param, live
-        finally:
-            live.stop()
-        assert "Traceback" not in live.stderr(), live.stderr()[-5000:]
+    with reliability.live_store(request.param, request, tmp_path, threads=8,
+                                clean_exit=True) as live:
+        yield live.backend, live.server
 
 
 def test_seq_commit_order(server: tuple[str, LiveServer]) -> None:

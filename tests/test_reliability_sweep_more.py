@@ -149,4 +149,4 @@ def test_real_disk_full_is_507(sweep_app: Any) -> None:  # noqa: F811
     assert call(app, "POST", f"/{db}/_bulk_docs", json.dumps(big)).status == 201
     assert send(app, db, attachment_put(revs, 1)).status == 201
     assert view.invariant_problems(db) == []
-    figure("sqlite", "real disk-full writes answered 507", len(refused))
+    figure("sqlite", "max_page_count disk-full writes answered 507", len(refused))

@@ -23,9 +23,7 @@ import pytest
 import reliability
 import sqlalchemy as sa
 from live import LiveServer
-from reliability import BACKENDS, StoreView, figure, sized
-from test_reliability_crash import kill_whole_server, wait_up
-from test_reliability_schema_race import create_schema_first
+from reliability import BACKENDS, StoreView, figure, kill_whole_server, sized, wait_up
 
 pytest_plugins = ["reliability_report"]
 
@@ -40,16 +38,9 @@ REBUILD_MAP = ("function(d) { if (d.k !== undefined) { emit(d.k, d.n); "
 @pytest.fixture(params=BACKENDS)
 def target(request: pytest.FixtureRequest, tmp_path: Path
            ) -> Iterator[tuple[str, LiveServer, StoreView]]:
-    with reliability.store_url_for(request.param, request, tmp_path) as url:
-        create_schema_first(url)  # see test_reliability_schema_race
-        server = LiveServer.settee(tmp_path, database_url=None if request.param == "sqlite"
-                                   else url, workers=2, threads=4)
-        view = StoreView(url)
-        try:
-            yield request.param, server, view
-        finally:
-            server.stop()
-            view.close()
+    with reliability.live_store(request.param, request, tmp_path, workers=2,
+                                start=False) as live:
+        yield live.backend, live.server, live.view
 
 
 def index_seqs(view: StoreView) -> list[int]:

@@ -33,14 +33,10 @@ def wire(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
          ) -> Iterator[LiveServer]:
     """`settee serve` with small body limits (1 MB request, 100 KB document)."""
     workdir = tmp_path_factory.mktemp(f"wire-{request.param}")
-    with reliability.store_url_for(request.param, request, workdir) as url:
-        server = LiveServer.settee(
-            workdir, database_url=None if request.param == "sqlite" else url, workers=2,
-            threads=4, args=["--max-http-request-size", str(REQUEST_LIMIT),
-                             "--max-document-size", str(DOC_LIMIT)])
-        with server:
-            yield server
-        assert "Traceback" not in server.stderr(), server.stderr()[-5000:]
+    with reliability.live_store(request.param, request, workdir, workers=2, clean_exit=True,
+                                args=["--max-http-request-size", str(REQUEST_LIMIT),
+                                      "--max-document-size", str(DOC_LIMIT)]) as live:
+        yield live.server
 
 
 def new_db(server: LiveServer) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from settee.store import Conflict, DbExists, DbNotFound, NotFound, Store, make_edit
-from settee.store import errors, sql
+import pytest
+from settee.store import Conflict, DbExists, DbNotFound, NotFound, Store, errors, make_edit, sql
 
 
 def test_create_list_delete_databases(store: Store) -> None:
@@ -145,3 +145,43 @@ def test_sqlite_connections_are_durable(tmp_path) -> None:  # type: ignore[no-un
 def test_write_to_missing_database_raises(store: Store) -> None:
     with pytest.raises(errors.DbNotFound):
         store.db("nope").save("x", {})
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+def test_a_pooled_connection_cut_while_idle_is_replaced(
+        store: Store, pg_admin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: a connection the server dropped while it sat in the pool is pinged at
+    checkout and replaced, so the next request does not fail (hot connections skip the ping)."""
+    from settee.store import engine as engine_module
+
+    store.create_db("idle")
+    store["idle"]["a"] = {"n": 1}
+    with store.engine.transaction() as conn:
+        pid = sql.fetchone(conn, "SELECT pg_backend_pid()")[0]  # type: ignore[index]
+    with pg_admin.connect() as admin:
+        admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE", 0.0)
+    assert store["idle"]["a"]["n"] == 1
+    store["idle"]["b"] = {"n": 2}
+    assert len(store["idle"]) == 2
+
+
+def test_planned_revs_are_used_only_when_their_assumption_holds(store: Store) -> None:
+    """`plan_revs` hashes before the lock assuming the parent is the `_rev` named (or none);
+    recreating a deleted doc has the deleted leaf as parent, so the plan is not used."""
+    from settee.store.revisions import new_rev_id
+    from settee.store.writes import Edit, plan_revs
+
+    store.create_db("plan")
+    db = store.db("plan")
+    fresh = Edit("a", {"n": 1}, b'{"n":1}')
+    plan_revs([fresh])
+    assert db.write([fresh])[0].rev == fresh.planned_rev == new_rev_id({"n": 1}, deleted=False,
+                                                                     parent=None)
+    gone = db.delete("a", fresh.planned_rev)
+    again = Edit("a", {"n": 1}, b'{"n":1}')
+    plan_revs([again])
+    written = db.write([again])[0].rev
+    assert written != again.planned_rev
+    assert written == new_rev_id({"n": 1}, deleted=False, parent=gone)
+    assert db["a"]["_rev"] == written

@@ -238,13 +238,7 @@ def _insert_rows(conn: Tx, rows: list[tuple[Any, ...]]) -> None:
     if not rows:
         return
     if conn.dialect == "postgresql" and len(rows) > 16:
-        cur = conn.cursor()
-        try:
-            with cur.copy(f"COPY settee_view_rows ({_ROW_COLUMNS}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        finally:
-            cur.close()
+        sql.copy_rows(conn, f"settee_view_rows ({_ROW_COLUMNS})", rows)
         return
     sql.executemany(conn, f"INSERT INTO settee_view_rows ({_ROW_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?)", rows)
