@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from settee.store import Conflict, DbExists, DbNotFound, NotFound, Store, errors, make_edit, sql
+from settee.store import (
+    Conflict,
+    DbExists,
+    DbNotFound,
+    NotFound,
+    Store,
+    errors,
+    make_edit,
+    reads,
+    sql,
+)
 
 
 def test_create_list_delete_databases(store: Store) -> None:
@@ -185,3 +195,29 @@ def test_planned_revs_are_used_only_when_their_assumption_holds(store: Store) ->
     assert written != again.planned_rev
     assert written == new_rev_id({"n": 1}, deleted=False, parent=gone)
     assert db["a"]["_rev"] == written
+
+
+def test_a_write_of_new_updated_and_deleted_docs_stores_each(store: Store) -> None:
+    """One write that creates, updates and deletes documents, and has one stale edit refused,
+    leaves each at its new rev with its own seq, and the counters right."""
+    store.create_db("mix")
+    db = store.db("mix")
+    first = db.write([make_edit(f"d{i}", {"n": i}) for i in range(4)])
+    revs = {r.id: r.rev for r in first}
+    second = db.write([
+        make_edit("d0", {"_rev": revs["d0"], "n": 10}),
+        make_edit("d1", {"_rev": revs["d1"], "_deleted": True}),
+        make_edit("new", {"n": 5}),
+        make_edit("d2", {"_rev": "1-" + "0" * 32, "n": 12}),  # stale: refused, nothing written
+    ])
+    assert [r.ok for r in second] == [True, True, True, False]
+    assert db["d0"] == {"_id": "d0", "_rev": second[0].rev, "n": 10}
+    with pytest.raises(NotFound):
+        db["d1"]
+    assert db["new"]["n"] == 5 and db["d2"]["_rev"] == revs["d2"]
+    info = store.db_info("mix")
+    assert (info.doc_count, info.doc_del_count, info.update_seq) == (4, 1, 7)
+    with store.engine.transaction() as conn:
+        dbid = sql.fetchone(conn, "SELECT id FROM settee_dbs WHERE name = ?", ("mix",))[0]  # type: ignore[index]
+        seqs = {row.id: row.seq for row in reads.changes_since(conn, dbid, 4, limit=None)}
+    assert seqs == {"d0": 5, "d1": 6, "new": 7}
