@@ -6,13 +6,15 @@ when it already holds it) with a bounded `npm install`, starts it in-memory on a
 port, runs `bench/run.py --json` against it (`--url`) and against settee (started by run.py
 itself), and prints each workload's figure on both with the ratio settee / pouchdb-server, plus
 the peak RSS of the pouchdb-server process and of each settee worker. `--database-url` runs
-settee on PostgreSQL instead of SQLite. If npm is missing or the install fails or times out,
+settee on PostgreSQL instead of SQLite, in a fresh database created on that server for the run
+and dropped after it (a database earlier runs left large is slower to write and page). If npm is missing or the install fails or times out,
 it says so and exits 0 without measuring. The target is settee >= 2x on every workload.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -23,8 +25,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Self
+
+import psycopg
 
 BENCH_DIR = Path(__file__).resolve().parent
 PACKAGE = "pouchdb-server@4"
@@ -33,6 +38,21 @@ GOAL = 2.0
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def fresh_database(url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server `url` names, for the block: its URL."""
+    base, _, _ = url.rpartition("/")
+    admin = base.replace("postgresql+psycopg://", "postgresql://", 1) + "/postgres"
+    name = f"settee_peer_{os.getpid()}_{int(time.time())}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def free_port() -> int:
@@ -176,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--npm-timeout", type=float, default=300.0, metavar="S",
                         help="time limit of npm install")
     parser.add_argument("--database-url", default=None, metavar="URL",
-                        help="run settee on this PostgreSQL database (SETTEE_DATABASE_URL); "
-                        "default: SQLite in a fresh temp dir")
+                        help="run settee on PostgreSQL, in a fresh database created for the "
+                        "run on the server this URL names; default: SQLite in a fresh temp dir")
     parser.add_argument("run_args", nargs=argparse.REMAINDER,
                         help="flags for bench/run.py, after --")
     args = parser.parse_args(argv)
@@ -189,16 +209,18 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         try:
             _say("== settee ==")
-            if args.database_url:
-                os.environ["SETTEE_DATABASE_URL"] = args.database_url  # run.py's gunicorn
-            settee = bench(extra, None)
+            with contextlib.ExitStack() as stack:
+                if args.database_url:
+                    url = stack.enter_context(fresh_database(args.database_url))
+                    os.environ["SETTEE_DATABASE_URL"] = url  # run.py's gunicorn
+                settee = bench(extra, None)
             settee["store"] = "PostgreSQL" if args.database_url else "SQLite"
             _say("== pouchdb-server ==")
             with PouchServer(binary, Path(tmpdir)) as peer:
                 _say(f"pouchdb-server in-memory at {peer.url}")
                 theirs = bench(extra, peer.url)
                 peer.sample_rss()
-        except (RuntimeError, OSError, ValueError) as exc:
+        except (RuntimeError, OSError, ValueError, psycopg.Error) as exc:
             _say(f"peer bench failed: {exc}")
             return 1
     print(report(settee, theirs, peer.peak_rss_kb))
