@@ -44,9 +44,7 @@ def test_concurrent_writes_each_get_their_own_result(store: Store) -> None:
 def test_a_refused_write_rolls_back_alone(store: Store) -> None:
     """In one batch: a write that raises rolls back to its savepoint; the others commit."""
     store.create_db("r")
-    queue = store.commits
     gate = threading.Event()
-    outcomes: dict[str, Any] = {}
 
     def first(tx: Tx) -> str:
         gate.wait(WAIT)  # hold the lead until the others have queued
@@ -60,23 +58,7 @@ def test_a_refused_write_rolls_back_alone(store: Store) -> None:
         store.db("r").write([_edit("kept", 1)], new_edits=True)
         return "kept"
 
-    def run(name: str, fn: Any) -> None:
-        try:
-            outcomes[name] = queue.submit("r", fn)
-        except Conflict as exc:
-            outcomes[name] = exc
-
-    lead = threading.Thread(target=run, args=("first", first))
-    lead.start()
-    _wait_until(lambda: queue._leading)
-    others = [threading.Thread(target=run, args=(n, f)) for n, f in
-              (("refused", refused), ("kept", kept))]
-    for t in others:
-        t.start()
-    _wait_until(lambda: len(queue._pending) == 2)
-    gate.set()
-    for t in [lead, *others]:
-        t.join(WAIT)
+    outcomes = _queued_behind(store, "r", gate, first, {"refused": refused, "kept": kept})
     assert outcomes["first"] == "first" and outcomes["kept"] == "kept"
     assert isinstance(outcomes["refused"], Conflict)
     assert "kept" in store.db("r") and "lost" not in store.db("r")
@@ -151,6 +133,32 @@ def _writer(store: Store, db: str, doc_id: str) -> Any:
     return lambda tx: _put(store, db, doc_id, 1)
 
 
+def _queued_behind(store: Store, db: str, gate: threading.Event, lead: Any,
+                   others: dict[str, Any]) -> dict[str, Any]:
+    """Submit `lead` (which holds the lead until `gate` opens), queue `others` behind it, open
+    the gate; every outcome by name ("first" for `lead`), a refusal as its `Conflict`."""
+    queue = store.commits
+    outcomes: dict[str, Any] = {}
+
+    def run(name: str, fn: Any) -> None:
+        try:
+            outcomes[name] = queue.submit(db, fn)
+        except Conflict as exc:
+            outcomes[name] = exc
+
+    leader = threading.Thread(target=run, args=("first", lead))
+    leader.start()
+    _wait_until(lambda: queue._leading)
+    threads = [threading.Thread(target=run, args=item) for item in others.items()]
+    for t in threads:
+        t.start()
+    _wait_until(lambda: len(queue._pending) == len(others))
+    gate.set()
+    for t in [leader, *threads]:
+        t.join(WAIT)
+    return outcomes
+
+
 def _wait_until(check: Any) -> None:
     """Poll `check` until true; fail after WAIT seconds."""
     event = threading.Event()
@@ -165,32 +173,15 @@ def test_a_refused_first_write_leaves_the_rest_of_its_batch_to_commit(store: Sto
     """The first write of a transaction has no savepoint: when it is refused, the transaction
     rolls back (with whatever the refused write did) and the queued writes commit in another."""
     store.create_db("f")
-    queue = store.commits
     gate = threading.Event()
-    outcomes: dict[str, Any] = {}
 
     def refused_first(tx: Tx) -> str:
         store.db("f").write([_edit("lost", 1)], new_edits=True)
         gate.wait(WAIT)
         raise Conflict()
 
-    def run(name: str, fn: Any) -> None:
-        try:
-            outcomes[name] = queue.submit("f", fn)
-        except Conflict as exc:
-            outcomes[name] = exc
-
-    lead = threading.Thread(target=run, args=("first", refused_first))
-    lead.start()
-    _wait_until(lambda: queue._leading)
-    others = [threading.Thread(target=run, args=(f"k{k}", _writer(store, "f", f"k{k}")))
-              for k in range(3)]
-    for t in others:
-        t.start()
-    _wait_until(lambda: len(queue._pending) == 3)
-    gate.set()
-    for t in [lead, *others]:
-        t.join(WAIT)
+    outcomes = _queued_behind(store, "f", gate, refused_first,
+                              {f"k{k}": _writer(store, "f", f"k{k}") for k in range(3)})
     assert isinstance(outcomes["first"], Conflict)
     assert all(outcomes[f"k{k}"][0].ok for k in range(3))
     db = store.db("f")
