@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
+from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
 from ..store.serialize import dumps
@@ -75,10 +76,28 @@ class SetteeRequest(Request):
             raise NotModified(headers={"ETag": etag})
 
 
+class LocatedResponse(Response):
+    """werkzeug's response without its IRI pass over an ASCII `Location`: `location` already
+    builds an absolute, percent-encoded URI, and the pass was a twentieth of a PUT's CPU."""
+
+    def get_wsgi_headers(self, environ: dict[str, Any]) -> Headers:
+        """The headers to send; an ASCII `Location` goes as it is."""
+        value = self.headers.get("Location")
+        if value is None or not value.isascii():
+            return super().get_wsgi_headers(environ)
+        del self.headers["Location"]
+        try:
+            headers = super().get_wsgi_headers(environ)
+        finally:
+            self.headers["Location"] = value
+        headers["Location"] = value
+        return headers
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response from a value or from ready-made JSON bytes."""
     data = body if isinstance(body, bytes) else dumps(body)
-    response = Response(data, status=status, content_type=JSON)
+    response = LocatedResponse(data, status=status, content_type=JSON)
     if headers:
         for name, value in headers.items():
             response.headers[name] = value

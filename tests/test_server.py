@@ -220,3 +220,17 @@ def test_uuids_count_that_is_not_a_natural_number_is_400(sqlite_client: Client) 
         res = sqlite_client.get(f"/_uuids?count={count}", status=400)
         assert res.json == {"error": "bad_request",
                             "reason": "count must be a positive integer"}, count
+
+
+def test_location_is_sent_as_built_and_non_ascii_ones_are_still_encoded() -> None:
+    """`json_response` sends an ASCII `Location` as it is (no second IRI pass) and leaves the
+    response's own headers unchanged; a non-ASCII one still goes through werkzeug's encoding."""
+    from settee.server.wrappers import json_response
+
+    environ = {"wsgi.url_scheme": "http", "HTTP_HOST": "h", "SERVER_NAME": "h",
+               "SERVER_PORT": "80", "PATH_INFO": "/", "SCRIPT_NAME": ""}
+    plain = json_response({"ok": True}, 201, {"Location": "http://h/db/%C3%A9t%C3%A9"})
+    assert plain.get_wsgi_headers(environ)["Location"] == "http://h/db/%C3%A9t%C3%A9"
+    assert plain.headers["Location"] == "http://h/db/%C3%A9t%C3%A9"
+    iri = json_response({"ok": True}, 201, {"Location": "http://h/db/\u00e9t\u00e9"})
+    assert iri.get_wsgi_headers(environ)["Location"] == "http://h/db/%C3%A9t%C3%A9"
