@@ -237,8 +237,7 @@ class _Write:
 
     def begin(self, tx: Tx) -> None:
         """Lock the database's row and read its state (the write's first statement)."""
-        row, design = db_with_design(tx, self.db, lock=True)
-        self._locked = (tx, row, DbState(row.id, design.security, design.ddocs))
+        self._locked = (tx, *_db_state(tx, self.db, lock=True))
 
     def run(self, tx: Tx) -> list[WriteResult]:
         """This write alone."""
@@ -254,8 +253,7 @@ class _Write:
         if locked is not None and locked[0] is tx:
             _, row, current = locked
         else:
-            row, design = db_with_design(tx, self.db, lock=True)
-            current = DbState(row.id, design.security, design.ddocs)
+            row, current = _db_state(tx, self.db, lock=True)
         if current != self.state:
             raise Stale(current)
         edits = [edit for part in parts for edit in part.edits]
@@ -309,8 +307,13 @@ def check_edits(app: Settee, user: UserCtx, db: str, edits: Sequence[Edit],
 def _read_state(app: Settee, db: str) -> DbState:
     """The database's `DbState` in one query, without a lock (`DbNotFound` if it is gone)."""
     with app.store.engine.transaction(snapshot=False) as conn:
-        row, design = db_with_design(conn, db, lock=False)
-    return DbState(row.id, design.security, design.ddocs)
+        return _db_state(conn, db, lock=False)[1]
+
+
+def _db_state(conn: Tx, db: str, *, lock: bool) -> tuple[DbRow, DbState]:
+    """The database's counter row and its `DbState`, in one statement (`db_with_design`)."""
+    row, design = db_with_design(conn, db, lock=lock)
+    return row, DbState(row.id, design.security, design.ddocs)
 
 
 def _validators(app: Settee, db: str, state: DbState) -> list[Validator]:

@@ -133,18 +133,14 @@ class CommitQueue:
                 if first.joinable is not None:
                     first.joinable.begin(tx)
                     self._extend(batch)
-                    group = _group(batch, start)
-                    if len(group) > 1:
-                        _apply_joined(tx, group)
-                        done = start + len(group)
-                    else:
-                        first.result = first.fn(tx)
-                        done = start + 1
+                group = _group(batch, start)
+                if len(group) > 1:
+                    _apply_joined(tx, group)
                 else:
                     first.result = first.fn(tx)
-                    done = start + 1
             except StoreError as exc:
                 raise _FirstRefused(exc) from exc
+            done = start + len(group)
             while True:
                 self._extend(batch)  # the writes queued meanwhile, before grouping
                 if done >= len(batch):
@@ -166,20 +162,17 @@ class CommitQueue:
                 item.result, item.error = None, exc
         return len(batch)
 
-    def _extend(self, batch: list[_Item[Any]]) -> bool:
+    def _extend(self, batch: list[_Item[Any]]) -> None:
         """Move writes queued since the batch began into it, keeping its lock order."""
         with self._lock:
             room = MAX_BATCH - len(batch)
             if room <= 0 or not self._pending:
-                return False
+                return
             last = batch[-1].key
             late = [i for i in self._pending if i.key >= last][:room]
-            if not late:
-                return False
             taken = set(map(id, late))
             self._pending = [i for i in self._pending if id(i) not in taken]
         batch.extend(late)
-        return True
 
 
 class _FirstRefused(Exception):

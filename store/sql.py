@@ -58,7 +58,7 @@ def _open(conn: Tx, sql: str, params: Sequence[Any]) -> Any:
     each time (a tenth of a `_bulk_docs` on PostgreSQL)."""
     _check_text(params)
     if _long(conn, params):
-        cur = psycopg.RawCursor(getattr(conn.raw, "dbapi_connection", conn.raw))
+        cur = _raw_cursor(conn)
         try:
             cur.execute(_numbered(sql), tuple(params), prepare=False)
         except BaseException:
@@ -72,6 +72,17 @@ def _open(conn: Tx, sql: str, params: Sequence[Any]) -> Any:
         cur.close()
         raise
     return cur
+
+
+def _raw_cursor(conn: Tx) -> Any:
+    """PostgreSQL: a raw cursor (`$n` placeholders, taken as they are), made through the pool's
+    proxy as every other cursor is."""
+    driver = getattr(conn.raw, "dbapi_connection", conn.raw)
+    factory, driver.cursor_factory = driver.cursor_factory, psycopg.RawCursor
+    try:
+        return conn.cursor()
+    finally:
+        driver.cursor_factory = factory
 
 
 @lru_cache(maxsize=256)
@@ -131,12 +142,7 @@ def executemany(conn: Tx, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         # A raw cursor takes `$n` placeholders as they are: psycopg's own `%s` conversion
         # parses every statement of more than 50 parameters anew, and that parse was most of
         # a 1,000-doc `_bulk_docs` on PostgreSQL (12 ms per 200-row statement).
-        driver = getattr(conn.raw, "dbapi_connection", conn.raw)
-        factory, driver.cursor_factory = driver.cursor_factory, psycopg.RawCursor
-        try:
-            raw = conn.cursor()  # through the pool's proxy, as every other statement
-        finally:
-            driver.cursor_factory = factory
+        raw = _raw_cursor(conn)
         try:
             for chunk in chunks(rows, INSERT_CHUNK):
                 raw.execute(_multi_row(sql, len(chunk)), [p for row in chunk for p in row],
