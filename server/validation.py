@@ -66,11 +66,15 @@ from ..store import Store, reads
 from ..store.engine import Tx
 from ..store.errors import Conflict, StoreBusy, StoreError
 from ..store.writes import (
+    PREPARE_MIN_EDITS,
     DbRow,
     Edit,
+    Prepared,
     WriteResult,
     db_with_design,
+    join_prepared,
     plan_revs,
+    prepare,
     write_edits,
 )
 from . import user_docs, validation_docs
@@ -229,6 +233,11 @@ class _Write:
         self._locked: tuple[Tx, DbRow, DbState] | None = None
         if new_edits:
             plan_revs(edits)
+        self.prepared: Prepared | None = None
+        if len(edits) >= PREPARE_MIN_EDITS:
+            with app.store.engine.transaction(snapshot=False) as conn:
+                self.prepared = prepare(conn, state.dbid, edits, new_edits=new_edits,
+                                        layer=app.store.layer)
 
     @property
     def kind(self) -> object:
@@ -259,8 +268,10 @@ class _Write:
         edits = [edit for part in parts for edit in part.edits]
         if not edits:
             return [[] for _ in parts]
+        prepared = join_prepared([part.prepared for part in parts],
+                                 [len(part.edits) for part in parts])
         results = write_edits(tx, self.db, edits, new_edits=self.new_edits,
-                              layer=self.app.store.layer, locked=row)
+                              layer=self.app.store.layer, locked=row, prepared=prepared)
         out, at = [], 0
         for part in parts:
             out.append(results[at:at + len(part.edits)])

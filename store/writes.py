@@ -11,6 +11,12 @@ Attachments resolve in the same transaction (`attachments.resolve`): stubs again
 revisions, new bytes saved as shared blobs only once the edit is known to succeed. Their rows and
 stubs are written with the revision. A stub that cannot be resolved fails the whole write (412
 `missing_stub`), as it fails CouchDB's whole request.
+
+A large write without attachments is worked out before the lock (`prepare`: read the touched
+documents, apply every edit, pack every body), so that a `_bulk_docs` of a thousand documents
+holds the database's lock only to check that none of them changed meanwhile (one indexed read of
+their seqs and trees) and to write; writers of one database then do their CPU work in parallel.
+If anything it read has changed, the write is worked out again under the lock, as a small one is.
 """
 
 from __future__ import annotations
@@ -80,8 +86,26 @@ class _DocState:
     created: float
     was_deleted: bool = False
     changed: bool = False
+    stored: tuple[int, str] | None = None  # (seq, tree) as read: what `_unchanged` compares
     bodies: list[tuple[str, bytes, list[AttMeta]]] = field(default_factory=list)
     dropped: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A write worked out before the lock against the documents as they were then read
+    (`prepare`); `write_edits` uses it only if none of them has changed since."""
+
+    db_id: int
+    revs_limit: int
+    seen: dict[str, tuple[int, str] | None]  # doc id -> (seq, tree) as read; None: absent
+    results: list[WriteResult]
+    changed: list[tuple[str, _DocState]]
+
+
+PREPARE_MIN_EDITS = 16
+"""Writes of fewer edits are worked out under the lock: for them the extra read costs more
+than the lock time it saves."""
 
 
 @dataclass(slots=True)
@@ -141,12 +165,91 @@ def db_with_design(conn: Tx, name: str, *, lock: bool) -> tuple[DbRow, DesignSta
 
 def write_edits(
     conn: Tx, db_name: str, edits: Sequence[Edit], *, new_edits: bool, layer: Layer,
-    locked: DbRow | None = None,
+    locked: DbRow | None = None, prepared: Prepared | None = None,
 ) -> list[WriteResult]:
     """Apply `edits` in order inside the caller's write transaction; return one result each.
-    `locked` is the database's row if the caller has locked it already."""
+    `locked` is the database's row if the caller has locked it already; `prepared`, the same
+    edits worked out before the lock (`prepare`), is used if what it read still stands."""
     db = locked if locked is not None else lock_db(conn, db_name)
-    states = _load_states(conn, db.id, sorted({e.id for e in edits}))
+    if prepared is not None and _unchanged(conn, db, prepared):
+        results, changed = prepared.results, prepared.changed
+    else:
+        states = _load_states(conn, db.id, sorted({e.id for e in edits}))
+        results, changed = _apply_edits(conn, db.id, db.revs_limit, states, edits,
+                                        new_edits=new_edits, layer=layer)
+    if changed:
+        _persist(conn, db, db_name, changed)
+    return results
+
+
+def prepare(conn: Tx, db_id: int, edits: Sequence[Edit], *, new_edits: bool, layer: Layer
+            ) -> Prepared | None:
+    """Work out `edits` outside the lock, in any transaction (one without a snapshot will do:
+    the write checks everything read here under its lock); None if the write is too small,
+    carries attachments (they resolve and store their bytes in the write transaction) or its
+    database is gone."""
+    if len(edits) < PREPARE_MIN_EDITS or any(edit.atts for edit in edits):
+        return None
+    row = sql.fetchone(conn, "SELECT revs_limit FROM settee_dbs WHERE id = ?", (db_id,))
+    if row is None:
+        return None
+    revs_limit = int(row[0])
+    states = _load_states(conn, db_id, sorted({e.id for e in edits}))
+    seen = {doc_id: state.stored for doc_id, state in states.items()}
+    try:
+        results, changed = _apply_edits(conn, db_id, revs_limit, states, edits,
+                                        new_edits=new_edits, layer=layer)
+    except StoreError:
+        return None  # raised again under the lock, where it belongs
+    for edit in edits:
+        seen.setdefault(edit.id, None)
+    return Prepared(db_id, revs_limit, seen, results, changed)
+
+
+def join_prepared(parts: Sequence[Prepared | None], sizes: Sequence[int]) -> Prepared | None:
+    """One `Prepared` for writes joined into one call (each `sizes[i]` edits), if every part
+    was prepared against the same database and no two touch the same document."""
+    if not parts or any(p is None for p in parts):
+        return None
+    first = parts[0]
+    assert first is not None
+    if len(parts) == 1:
+        return first
+    seen: dict[str, tuple[int, str] | None] = {}
+    results: list[WriteResult] = []
+    changed: list[tuple[str, _DocState]] = []
+    for part, size in zip(parts, sizes, strict=True):
+        assert part is not None
+        if part.db_id != first.db_id or part.revs_limit != first.revs_limit \
+                or len(part.results) != size or not seen.keys().isdisjoint(part.seen):
+            return None
+        seen.update(part.seen)
+        results.extend(part.results)
+        changed.extend(part.changed)
+    return Prepared(first.db_id, first.revs_limit, seen, results, changed)
+
+
+def _unchanged(conn: Tx, db: DbRow, prepared: Prepared) -> bool:
+    """Under the lock: whether every document `prepared` read is as it was then (same seq and
+    tree, or still absent), in the same database with the same `_revs_limit`."""
+    if prepared.db_id != db.id or prepared.revs_limit != db.revs_limit:
+        return False
+    now: dict[str, tuple[int, str]] = {}
+    for match, params in sql.one_of(conn, "doc_id", sorted(prepared.seen)):
+        for doc_id, seq, tree in sql.fetchall(
+            conn, f"SELECT doc_id, seq, tree FROM settee_docs WHERE db_id = ? AND {match}",
+            (db.id, *params),
+        ):
+            now[doc_id] = (int(seq), str(tree))
+    return all(now.get(doc_id) == was for doc_id, was in prepared.seen.items())
+
+
+def _apply_edits(
+    conn: Tx, db_id: int, revs_limit: int, states: dict[str, _DocState], edits: Sequence[Edit],
+    *, new_edits: bool, layer: Layer,
+) -> tuple[list[WriteResult], list[tuple[str, _DocState]]]:
+    """Apply `edits` in order to `states` (changed in place): one result each, and the
+    documents to write, in the order of their last edit."""
     results: list[WriteResult] = []
     order: dict[str, None] = {}
     now = time.time()
@@ -155,7 +258,7 @@ def write_edits(
         if not new_edits and state is not None and _leaf_of(edit) in state.tree:
             results.append(WriteResult(edit.id, _leaf_of(edit)))  # a replayed replication
             continue
-        atts = EditAtts(conn, db.id, edit.id, edit.atts, now)
+        atts = EditAtts(conn, db_id, edit.id, edit.atts, now)
         try:
             if new_edits:
                 state, rev = _apply_interactive(state, edit, now, atts)
@@ -167,8 +270,8 @@ def write_edits(
             results.append(WriteResult(edit.id, error=exc))
             continue
         if state is not None and state.changed:
-            if len(state.tree) > db.revs_limit:
-                stemmed = revtree.stem(state.tree, db.revs_limit)
+            if len(state.tree) > revs_limit:
+                stemmed = revtree.stem(state.tree, revs_limit)
                 state.dropped.update(set(state.tree) - set(stemmed))
                 state.tree = stemmed
             states[edit.id] = state
@@ -177,9 +280,7 @@ def write_edits(
             order.pop(edit.id, None)
             order[edit.id] = None
         results.append(WriteResult(edit.id, rev))
-    if order:
-        _persist(conn, db, db_name, [(doc_id, states[doc_id]) for doc_id in order])
-    return results
+    return results, [(doc_id, states[doc_id]) for doc_id in order]
 
 
 def _apply_interactive(
@@ -253,14 +354,14 @@ def _load_states(conn: Tx, db_id: int, ids: list[str]) -> dict[str, _DocState]:
     for match, params in sql.one_of(conn, "doc_id", ids):
         rows = sql.fetchall(
             conn,
-            f"SELECT doc_id, tree, winner, deleted, created FROM settee_docs "
+            f"SELECT doc_id, tree, winner, deleted, created, seq FROM settee_docs "
             f"WHERE db_id = ? AND {match}",
             (db_id, *params),
         )
-        for doc_id, tree, win, deleted, created in rows:
+        for doc_id, tree, win, deleted, created, seq in rows:
             states[doc_id] = _DocState(
                 revtree.from_json(orjson.loads(tree)), win, bool(deleted), True, created,
-                was_deleted=bool(deleted),
+                was_deleted=bool(deleted), stored=(int(seq), str(tree)),
             )
     return states
 
