@@ -147,20 +147,32 @@ def lock_db(conn: Tx, name: str) -> DbRow:
 
 def db_with_design(conn: Tx, name: str, *, lock: bool) -> tuple[DbRow, DesignState]:
     """The database's row and `DesignState` in one statement; `lock` takes the row's lock on
-    PostgreSQL as `lock_db` does (SQLite's BEGIN IMMEDIATE already holds writers off)."""
-    suffix = " FOR UPDATE OF b" if lock and conn.dialect != "sqlite" else ""
+    PostgreSQL as `lock_db` does (SQLite's BEGIN IMMEDIATE already holds writers off).
+
+    On PostgreSQL a locking statement that had to wait for another writer returns the row as
+    that writer committed it, but the design docs it joined as they were when the statement
+    began (READ COMMITTED re-checks only the locked row): so when the row it locked is not the
+    one its own snapshot saw, the design docs are read again, now that no writer can change
+    them. Without that, a design doc added by the writer it waited for would not apply."""
+    locking = lock and conn.dialect != "sqlite"
     rows = sql.fetchall(
         conn,
         "SELECT b.id, b.update_seq, b.doc_count, b.doc_del_count, b.body_bytes, b.revs_limit, "
-        "b.security, d.doc_id, d.winner FROM settee_dbs b "
+        "b.security, d.doc_id, d.winner"
+        + (", (SELECT s.update_seq FROM settee_dbs s WHERE s.id = b.id)" if locking else "")
+        + " FROM settee_dbs b "
         "LEFT JOIN settee_docs d ON d.db_id = b.id AND d.doc_id >= ? AND d.doc_id < ? "
-        "AND d.deleted = ? WHERE b.name = ? ORDER BY d.doc_id" + suffix,
+        "AND d.deleted = ? WHERE b.name = ? ORDER BY d.doc_id"
+        + (" FOR UPDATE OF b" if locking else ""),
         (DESIGN, DESIGN_END, False, name),
     )
     if not rows:
         raise DbNotFound()
+    row = DbRow(*rows[0][:6])
+    if locking and rows[0][9] != row.update_seq:  # waited for a writer that committed
+        return row, db_with_design(conn, name, lock=False)[1]
     ddocs = tuple((str(r[7]), str(r[8])) for r in rows if r[7] is not None)
-    return DbRow(*rows[0][:6]), DesignState(str(rows[0][6] or "{}"), ddocs)
+    return row, DesignState(str(rows[0][6] or "{}"), ddocs)
 
 
 def write_edits(

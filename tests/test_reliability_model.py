@@ -1,8 +1,9 @@
 """The HTTP API against a naive model of revision trees (reliability.md section 4, test 44)."""
 
 # A hypothesis state machine drives the API in-process: creates, updates with the current, a stale
-# or a made-up rev, deletes, mixed `_bulk_docs` (interactive, and `new_edits=false` with random
-# rev paths that fork, extend, replay and re-root the trees), `_revs_diff`, compaction,
+# or a made-up rev, deletes, mixed `_bulk_docs` (interactive, some large enough to be worked out
+# before the write lock, and `new_edits=false` with random rev paths that fork, extend, replay
+# and re-root the trees), `_revs_diff`, compaction,
 # `_revs_limit` changes and restarts (a new app on the same store). The model (`revmodel.py`)
 # computes leaves, the winner, stemming and compaction in the plainest way, not with
 # `store/revtree.py`. After every step it compares the status of the step, every document's
@@ -50,6 +51,7 @@ from hypothesis.stateful import (
 from reliability import BACKENDS, call, figure, sized
 from revmodel import Model, pos
 from settee.server import create_app
+from settee.store.writes import PREPARE_MIN_EDITS
 
 pytest_plugins = ["reliability_report"]
 
@@ -110,6 +112,7 @@ hex_ids = st.integers(0, 2**128 - 1).map(lambda n: f"{n:032x}")
 doc_ids = st.sampled_from(IDS)
 values = st.fixed_dictionaries({"v": st.integers(-5, 5)},
                                optional={"tag": st.sampled_from(["x", "\u00e9", ""])})
+BULK_ENTRY = st.tuples(doc_ids, st.integers(0, 7), hex_ids, values, st.booleans())
 
 
 class HttpModel(RuleBasedStateMachine):
@@ -186,8 +189,9 @@ class HttpModel(RuleBasedStateMachine):
         self.model.add(doc_id, parent, answer.json()["rev"], True, {})
         self.model.seq += 1
 
-    @rule(entries=st.lists(st.tuples(doc_ids, st.integers(0, 7), hex_ids, values, st.booleans()),
-                           min_size=1, max_size=4))
+    @rule(entries=st.one_of(
+        st.lists(BULK_ENTRY, min_size=1, max_size=4),
+        st.lists(BULK_ENTRY, min_size=PREPARE_MIN_EDITS, max_size=PREPARE_MIN_EDITS + 4)))
     def bulk_interactive(self, entries: list[tuple[str, int, str, dict[str, Any], bool]]
                          ) -> None:
         docs = []
