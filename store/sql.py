@@ -188,16 +188,31 @@ def for_update(conn: Tx) -> str:
     return "" if conn.dialect == "sqlite" else " FOR UPDATE"
 
 
-def one_of(conn: Tx, column: str, values: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
-    """`column` is one of `values`: SQL conditions with their parameters, one per statement to
-    run. PostgreSQL takes the whole list as one array parameter (`= ANY(?)`: planned once,
-    three to eight times faster than a long IN list); SQLite takes IN lists of at most 500."""
+def by_keys(conn: Tx, select: str, table: str, where: str, params: Sequence[Any],
+            column: str, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The rows of `SELECT select FROM table WHERE where AND column = k` for each of the
+    distinct `keys` (`params` fill `where`).
+
+    PostgreSQL: one statement that looks each key up in the index on its own (`unnest` the keys,
+    then a LATERAL subquery per key, fenced with `OFFSET 0` so the planner cannot merge it back
+    into one scan), so it costs the same however large the database is. With
+    `column = ANY(keys)` the planner scanned every row of the database and filtered them by key
+    (a bitmap scan on its first index column, or a sequential scan once analysed): 1,000 ids
+    took 2 ms at 10,000 documents and 10 ms at 50,000, growing with the database, against
+    2.5 ms flat. SQLite takes IN lists of at most 500."""
     if conn.dialect == "sqlite":
-        for chunk in chunks(values):
-            yield f"{column} IN ({in_params(len(chunk))})", list(chunk)
-        return
-    _check_text(values)
-    yield f"{column} = ANY(?)", [list(values)]
+        rows: list[tuple[Any, ...]] = []
+        for chunk in chunks(keys):
+            rows += fetchall(conn, f"SELECT {select} FROM {table} WHERE {where} AND {column} "
+                                   f"IN ({in_params(len(chunk))})", (*params, *chunk))
+        return rows
+    _check_text(keys)
+    return fetchall(
+        conn,
+        f"SELECT x.* FROM unnest(?::text[]) AS k(settee_key) CROSS JOIN LATERAL "
+        f"(SELECT {select} FROM {table} WHERE {where} AND {column} = k.settee_key OFFSET 0) x",
+        (list(keys), *params),
+    )
 
 
 def in_params(n: int) -> str:

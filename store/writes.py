@@ -246,13 +246,9 @@ def _unchanged(conn: Tx, db: DbRow, prepared: Prepared) -> bool:
     tree, or still absent), in the same database with the same `_revs_limit`."""
     if prepared.db_id != db.id or prepared.revs_limit != db.revs_limit:
         return False
-    now: dict[str, tuple[int, str]] = {}
-    for match, params in sql.one_of(conn, "doc_id", sorted(prepared.seen)):
-        for doc_id, seq, tree in sql.fetchall(
-            conn, f"SELECT doc_id, seq, tree FROM settee_docs WHERE db_id = ? AND {match}",
-            (db.id, *params),
-        ):
-            now[doc_id] = (int(seq), str(tree))
+    now = {doc_id: (int(seq), str(tree)) for doc_id, seq, tree in sql.by_keys(
+        conn, "doc_id, seq, tree", "settee_docs", "db_id = ?", (db.id,), "doc_id",
+        sorted(prepared.seen))}
     return all(now.get(doc_id) == was for doc_id, was in prepared.seen.items())
 
 
@@ -363,18 +359,13 @@ def _with_tree(
 
 def _load_states(conn: Tx, db_id: int, ids: list[str]) -> dict[str, _DocState]:
     states: dict[str, _DocState] = {}
-    for match, params in sql.one_of(conn, "doc_id", ids):
-        rows = sql.fetchall(
-            conn,
-            f"SELECT doc_id, tree, winner, deleted, created, seq FROM settee_docs "
-            f"WHERE db_id = ? AND {match}",
-            (db_id, *params),
+    for doc_id, tree, win, deleted, created, seq in sql.by_keys(
+            conn, "doc_id, tree, winner, deleted, created, seq", "settee_docs", "db_id = ?",
+            (db_id,), "doc_id", ids):
+        states[doc_id] = _DocState(
+            revtree.from_json(orjson.loads(tree)), win, bool(deleted), True, created,
+            was_deleted=bool(deleted), stored=(int(seq), str(tree)),
         )
-        for doc_id, tree, win, deleted, created, seq in rows:
-            states[doc_id] = _DocState(
-                revtree.from_json(orjson.loads(tree)), win, bool(deleted), True, created,
-                was_deleted=bool(deleted), stored=(int(seq), str(tree)),
-            )
     return states
 
 
