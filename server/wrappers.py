@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
-from werkzeug.datastructures import Headers
+from werkzeug.datastructures import Headers, ImmutableMultiDict
 from werkzeug.wrappers import Request, Response
 
 from ..store.serialize import dumps
@@ -18,9 +18,20 @@ JSON = "application/json"
 SEGMENT_SLASH = "\x00"  # stands for an encoded '/' inside one path segment while routing
 
 
+class QueryArgs(ImmutableMultiDict[str, str]):
+    """Query arguments whose `get` of an absent name is a dict lookup: werkzeug's raises and
+    catches a `BadRequestKeyError` for every miss (three on a plain PUT, 6% of its CPU)."""
+
+    def get(self, key: Any, default: Any = None, type: Any = None) -> Any:  # noqa: A002
+        if key not in self:
+            return default
+        return super().get(key, default, type)
+
+
 class SetteeRequest(Request):
     """A werkzeug request that knows settee's limits and parses bodies strictly."""
 
+    parameter_storage_class = QueryArgs
     settings: Settings
     user_ctx: UserCtx = ANONYMOUS  # set by `auth.authenticate` before the handler runs
 

@@ -234,3 +234,19 @@ def test_location_is_sent_as_built_and_non_ascii_ones_are_still_encoded() -> Non
     assert plain.headers["Location"] == "http://h/db/%C3%A9t%C3%A9"
     iri = json_response({"ok": True}, 201, {"Location": "http://h/db/\u00e9t\u00e9"})
     assert iri.get_wsgi_headers(environ)["Location"] == "http://h/db/%C3%A9t%C3%A9"
+
+
+def test_query_args_answer_get_as_werkzeug_does() -> None:
+    """`QueryArgs.get` skips werkzeug's exception for an absent name and otherwise behaves the
+    same: the first value, `type` conversion, the default when absent or not convertible."""
+    from werkzeug.test import EnvironBuilder
+
+    from settee.server.wrappers import QueryArgs, SetteeRequest
+
+    args = SetteeRequest(EnvironBuilder(path="/db/x?a=1&a=2&n=3&b=x&e=").get_environ()).args
+    assert isinstance(args, QueryArgs)
+    assert (args.get("a"), args.getlist("a"), args.get("e")) == ("1", ["1", "2"], "")
+    assert (args.get("n", type=int), args.get("b", 7, type=int)) == (3, 7)
+    assert (args.get("absent"), args.get("absent", "d"), args.get("absent", 4, type=int)) == (
+        None, "d", 4)
+    assert "absent" not in args and args["a"] == "1"
