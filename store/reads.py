@@ -78,19 +78,10 @@ def doc_info(conn: Tx, dbid: int, doc_id: str) -> DocInfo | None:
 
 def doc_infos(conn: Tx, dbid: int, ids: Sequence[str]) -> dict[str, DocInfo]:
     """Trees and states of many docs at once."""
-    out: dict[str, DocInfo] = {}
-    unique = sorted(set(ids))
-    for chunk in sql.chunks(unique):
-        rows = sql.fetchall(
-            conn,
-            "SELECT doc_id, tree, winner, deleted, seq FROM settee_docs "
-            f"WHERE db_id = ? AND doc_id IN ({sql.in_params(len(chunk))})",
-            (dbid, *chunk),
-        )
-        for doc_id, tree, win, deleted, seq in rows:
-            out[doc_id] = DocInfo(doc_id, revtree.from_json(orjson.loads(tree)), win,
-                                  bool(deleted), seq)
-    return out
+    rows = sql.by_keys(conn, "doc_id, tree, winner, deleted, seq", "settee_docs", "db_id = ?",
+                       (dbid,), "doc_id", sorted(set(ids)))
+    return {doc_id: DocInfo(doc_id, revtree.from_json(orjson.loads(tree)), win, bool(deleted), seq)
+            for doc_id, tree, win, deleted, seq in rows}
 
 
 def bodies(conn: Tx, dbid: int, doc_id: str, revs: Sequence[str]) -> dict[str, bytes]:
