@@ -66,7 +66,6 @@ from ..store import Store, reads
 from ..store.engine import Tx
 from ..store.errors import Conflict, StoreBusy, StoreError
 from ..store.writes import (
-    PREPARE_MIN_EDITS,
     DbRow,
     Edit,
     Prepared,
@@ -75,6 +74,7 @@ from ..store.writes import (
     join_prepared,
     plan_revs,
     prepare,
+    worth_preparing,
     write_edits,
 )
 from . import user_docs, validation_docs
@@ -234,7 +234,7 @@ class _Write:
         if new_edits:
             plan_revs(edits)
         self.prepared: Prepared | None = None
-        if len(edits) >= PREPARE_MIN_EDITS:
+        if worth_preparing(edits):  # before a connection is taken for it
             with app.store.engine.transaction(snapshot=False) as conn:
                 self.prepared = prepare(conn, state.dbid, edits, new_edits=new_edits,
                                         layer=app.store.layer)
@@ -268,8 +268,7 @@ class _Write:
         edits = [edit for part in parts for edit in part.edits]
         if not edits:
             return [[] for _ in parts]
-        prepared = join_prepared([part.prepared for part in parts],
-                                 [len(part.edits) for part in parts])
+        prepared = join_prepared([part.prepared for part in parts])
         results = write_edits(tx, self.db, edits, new_edits=self.new_edits,
                               layer=self.app.store.layer, locked=row, prepared=prepared)
         out, at = [], 0

@@ -20,7 +20,8 @@ SEGMENT_SLASH = "\x00"  # stands for an encoded '/' inside one path segment whil
 
 class QueryArgs(ImmutableMultiDict[str, str]):
     """Query arguments whose `get` of an absent name is a dict lookup: werkzeug's raises and
-    catches a `BadRequestKeyError` for every miss (three on a plain PUT, 6% of its CPU)."""
+    catches a `BadRequestKeyError` for every miss (three on a plain PUT; in-process on SQLite
+    a PUT went from 684 to 667 us of CPU)."""
 
     def get(self, key: Any, default: Any = None, type: Any = None) -> Any:  # noqa: A002
         if key not in self:

@@ -7,7 +7,7 @@ connection (Core's per-statement and per-connection cost was most of a document 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 

@@ -108,6 +108,12 @@ PREPARE_MIN_EDITS = 16
 than the lock time it saves."""
 
 
+def worth_preparing(edits: Sequence[Edit]) -> bool:
+    """Whether `prepare` works `edits` out: a large write without attachments (they resolve
+    and store their bytes in the write transaction)."""
+    return len(edits) >= PREPARE_MIN_EDITS and not any(edit.atts for edit in edits)
+
+
 @dataclass(slots=True)
 class DbRow:
     """The locked counter row of the database being written."""
@@ -197,10 +203,9 @@ def write_edits(
 def prepare(conn: Tx, db_id: int, edits: Sequence[Edit], *, new_edits: bool, layer: Layer
             ) -> Prepared | None:
     """Work out `edits` outside the lock, in any transaction (one without a snapshot will do:
-    the write checks everything read here under its lock); None if the write is too small,
-    carries attachments (they resolve and store their bytes in the write transaction) or its
-    database is gone."""
-    if len(edits) < PREPARE_MIN_EDITS or any(edit.atts for edit in edits):
+    the write checks everything read here under its lock); None unless `worth_preparing`, or if
+    the database is gone."""
+    if not worth_preparing(edits):
         return None
     row = sql.fetchone(conn, "SELECT revs_limit FROM settee_dbs WHERE id = ?", (db_id,))
     if row is None:
@@ -218,9 +223,9 @@ def prepare(conn: Tx, db_id: int, edits: Sequence[Edit], *, new_edits: bool, lay
     return Prepared(db_id, revs_limit, seen, results, changed)
 
 
-def join_prepared(parts: Sequence[Prepared | None], sizes: Sequence[int]) -> Prepared | None:
-    """One `Prepared` for writes joined into one call (each `sizes[i]` edits), if every part
-    was prepared against the same database and no two touch the same document."""
+def join_prepared(parts: Sequence[Prepared | None]) -> Prepared | None:
+    """One `Prepared` for writes joined into one call, if every part was prepared against the
+    same database and no two touch the same document."""
     if not parts or any(p is None for p in parts):
         return None
     first = parts[0]
@@ -230,10 +235,10 @@ def join_prepared(parts: Sequence[Prepared | None], sizes: Sequence[int]) -> Pre
     seen: dict[str, tuple[int, str] | None] = {}
     results: list[WriteResult] = []
     changed: list[tuple[str, _DocState]] = []
-    for part, size in zip(parts, sizes, strict=True):
+    for part in parts:
         assert part is not None
         if part.db_id != first.db_id or part.revs_limit != first.revs_limit \
-                or len(part.results) != size or not seen.keys().isdisjoint(part.seen):
+                or not seen.keys().isdisjoint(part.seen):
             return None
         seen.update(part.seen)
         results.extend(part.results)

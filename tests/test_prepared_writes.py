@@ -61,6 +61,13 @@ def _updates(revs: dict[str, str], value: int) -> list[Edit]:
     return [make_edit(doc_id, {"_rev": rev, "n": value}) for doc_id, rev in sorted(revs.items())]
 
 
+def _prepared_update(store: Store, name: str) -> tuple[dict[str, str], list[Edit], Prepared]:
+    """A seeded database, and an update of every document in it prepared against it."""
+    revs = _seeded(store, name)
+    edits = _updates(revs, 1)
+    return revs, edits, _prepare(store, name, edits)
+
+
 def test_small_writes_and_writes_with_attachments_are_not_prepared(store: Store) -> None:
     store.create_db("small")
     dbid = _dbid(store, "small")
@@ -93,9 +100,7 @@ def test_a_document_updated_meanwhile_makes_the_write_work_again(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The concurrent update wins; the prepared edit of that document, which names the rev it
     replaced, is refused as a conflict; the others go through."""
-    revs = _seeded(store, "upd")
-    edits = _updates(revs, 1)
-    prepared = _prepare(store, "upd", edits)
+    revs, edits, prepared = _prepared_update(store, "upd")
     assert all(r.ok for r in prepared.results)  # as it looked before the other writer
     store.db("upd").write([make_edit("d05", {"_rev": revs["d05"], "n": 99})])
     results, worked_under_lock = _write(store, "upd", edits, prepared, monkeypatch)
@@ -122,9 +127,7 @@ def test_a_document_created_meanwhile_makes_the_write_work_again(
 def test_a_document_deleted_and_recreated_meanwhile_is_noticed(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Recreating gives the document a new seq even when its rev tree ends up as before."""
-    revs = _seeded(store, "again")
-    edits = _updates(revs, 1)
-    prepared = _prepare(store, "again", edits)
+    revs, edits, prepared = _prepared_update(store, "again")
     db = store.db("again")
     gone = db.delete("d09", revs["d09"])
     db.write([make_edit("d09", {"_rev": gone, "n": 9})])
@@ -137,9 +140,7 @@ def test_a_document_deleted_and_recreated_meanwhile_is_noticed(
 def test_a_tree_changed_without_a_new_seq_is_noticed(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Compaction stems trees in place, keeping their seqs: the tree itself is compared too."""
-    revs = _seeded(store, "tree")
-    edits = _updates(revs, 1)
-    prepared = _prepare(store, "tree", edits)
+    _, edits, prepared = _prepared_update(store, "tree")
     with store.engine.transaction(write=True) as conn:
         row = sql.fetchone(conn, "SELECT tree FROM settee_docs WHERE doc_id = ?", ("d03",))
         assert row is not None
@@ -151,9 +152,7 @@ def test_a_tree_changed_without_a_new_seq_is_noticed(
 
 def test_a_revs_limit_changed_meanwhile_makes_the_write_work_again(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    revs = _seeded(store, "limit")
-    edits = _updates(revs, 1)
-    prepared = _prepare(store, "limit", edits)
+    _, edits, prepared = _prepared_update(store, "limit")
     with store.engine.transaction(write=True) as conn:
         catalog.set_field(conn, "limit", "revs_limit", 1)
     results, worked_under_lock = _write(store, "limit", edits, prepared, monkeypatch)
@@ -165,9 +164,7 @@ def test_a_revs_limit_changed_meanwhile_makes_the_write_work_again(
 
 def test_a_database_recreated_meanwhile_is_not_written_with_the_old_plan(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    revs = _seeded(store, "re")
-    edits = _updates(revs, 1)
-    prepared = _prepare(store, "re", edits)
+    _, edits, prepared = _prepared_update(store, "re")
     store.delete_db("re")
     store.create_db("re")
     results, worked_under_lock = _write(store, "re", edits, prepared, monkeypatch)
@@ -209,12 +206,12 @@ def test_joined_parts_merge_only_when_they_touch_different_documents(store: Stor
     a = [make_edit(f"a{i:02d}", {"n": i}) for i in range(N)]
     b = [make_edit(f"b{i:02d}", {"n": i}) for i in range(N)]
     pa, pb, pa2 = _prepare(store, "join", a), _prepare(store, "join", b), _prepare(store, "join", a)
-    joined = writes.join_prepared([pa, pb], [N, N])
+    joined = writes.join_prepared([pa, pb])
     assert joined is not None
     assert [r.id for r in joined.results] == [e.id for e in a + b]
-    assert writes.join_prepared([pa, pa2], [N, N]) is None  # the same documents twice
-    assert writes.join_prepared([pa, None], [N, 1]) is None  # a part worked out under the lock
-    assert writes.join_prepared([pa], [N]) is pa
+    assert writes.join_prepared([pa, pa2]) is None  # the same documents twice
+    assert writes.join_prepared([pa, None]) is None  # a part worked out under the lock
+    assert writes.join_prepared([pa]) is pa
     results = store.engine.run(lambda tx: writes.write_edits(
         tx, "join", a + b, new_edits=True, layer=store.layer, prepared=joined))
     assert all(r.ok for r in results) and store.db_info("join").doc_count == 2 * N
