@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..store import Store, reads
+from ..store import Store, direct, reads
 from ..store.engine import Tx
 from ..store.errors import Conflict, StoreBusy, StoreError
 from ..store.writes import (
@@ -252,6 +252,26 @@ class _Write:
         """This write alone."""
         return self.run_joined(tx, [self])[0]
 
+    def run_direct(self, parts: Sequence[Any]) -> list[list[WriteResult]] | None:
+        """PostgreSQL: `parts` (this write first) worked out before the lock and stored by one
+        statement that checks this write's validated state and everything it read (`direct`);
+        None if they must run in a transaction instead (SQLite, attachments, every edit
+        refused, or anything changed since), having stored nothing."""
+        store = self.app.store
+        edits = [edit for part in parts for edit in part.edits]
+        if store.engine.is_sqlite or not edits:
+            return None
+        with store.engine.transaction(write=True, snapshot=False) as conn:
+            prepared = join_prepared([part.prepared for part in parts]) or prepare(
+                conn, self.state.dbid, edits, new_edits=self.new_edits, layer=store.layer)
+            if prepared is None:
+                return None
+            results = direct.write(conn, self.db, prepared, self.state.security,
+                                   self.state.ddocs)
+        if results is None:
+            return None
+        return _split(results, parts)
+
     def run_joined(self, tx: Tx, parts: Sequence[Any]) -> list[list[WriteResult]]:
         """`parts` (this write first) as one `write_edits` call; their results split back.
 
@@ -271,11 +291,16 @@ class _Write:
         prepared = join_prepared([part.prepared for part in parts])
         results = write_edits(tx, self.db, edits, new_edits=self.new_edits,
                               layer=self.app.store.layer, locked=row, prepared=prepared)
-        out, at = [], 0
-        for part in parts:
-            out.append(results[at:at + len(part.edits)])
-            at += len(part.edits)
-        return out
+        return _split(results, parts)
+
+
+def _split(results: list[WriteResult], parts: Sequence[_Write]) -> list[list[WriteResult]]:
+    """The results of joined writes' edits, back to one list per write."""
+    out, at = [], 0
+    for part in parts:
+        out.append(results[at:at + len(part.edits)])
+        at += len(part.edits)
+    return out
 
 
 def check_edits(app: Settee, user: UserCtx, db: str, edits: Sequence[Edit],

@@ -18,6 +18,10 @@ INSERT, one counter update, instead of one of each per request. A joined group r
 savepoint; if it is refused as a whole, its writes run again one by one, so one request's error
 never becomes another's.
 
+A group that can be stored without a transaction of the queue's is (`Joinable.run_direct`: on
+PostgreSQL, one server-side function call that locks, checks, writes and commits); otherwise, or
+if what it was worked out against has changed, it runs in a transaction as above.
+
 Writes are applied in arrival order per database (the batch is sorted by database name only, a
 stable sort, so that every process takes row locks in the same order and PostgreSQL batches
 cannot deadlock each other; a write that arrives late joins only if its database sorts at or
@@ -52,6 +56,12 @@ class Joinable(Protocol):
 
     def run_joined(self, tx: Tx, parts: Sequence[Joinable]) -> list[Any]:
         """Run `parts` (this write first) as one; one result each, in order."""
+        ...
+
+    def run_direct(self, parts: Sequence[Joinable]) -> list[Any] | None:
+        """Run `parts` (this write first) as one outside any transaction of the queue's (one
+        statement that commits as it returns), if they can be: one result each, in order; or
+        None if they must run in a transaction (`run_joined`) instead, having stored nothing."""
         ...
 
 
@@ -126,6 +136,10 @@ class CommitQueue:
         round trips under the database's lock): if it is refused, nothing else has run in the
         transaction, so the whole transaction rolls back and the rest start a new one."""
         first = batch[start]
+        if first.joinable is not None:
+            direct = _run_direct(_group(batch, start))
+            if direct is not None:
+                return start + direct
 
         def apply(tx: Tx) -> None:
             first.result, first.error = None, None
@@ -193,6 +207,24 @@ def _group(batch: list[_Item[Any]], at: int) -> list[_Item[Any]]:
                 and batch[end].joinable.kind == kind:  # type: ignore[union-attr]
             end += 1
     return batch[at:end]
+
+
+def _run_direct(group: list[_Item[Any]]) -> int | None:
+    """Run a group of joinable writes in one statement if they can be (`run_direct`): how many
+    writes now have their outcome, or None if they must run in a transaction."""
+    head = group[0].joinable
+    assert head is not None
+    try:
+        results = head.run_direct([item.joinable for item in group])  # type: ignore[misc]
+    except BaseException as exc:  # the statement failed: nothing of it stands
+        for item in group:
+            item.result, item.error = None, exc
+        return len(group)
+    if results is None:
+        return None
+    for item, result in zip(group, results, strict=True):
+        item.result, item.error = result, None
+    return len(group)
 
 
 def _apply_joined(tx: Tx, group: list[_Item[Any]]) -> None:

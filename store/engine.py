@@ -188,7 +188,8 @@ class Engine:
         (SQLite would fail at once with SQLITE_BUSY_SNAPSHOT); that is a programming error.
         A read of one statement needs no snapshot of its own (`snapshot=False`): it then runs
         without BEGIN/COMMIT (PostgreSQL: in autocommit), two statements (round trips) fewer on
-        the hottest path.
+        the hottest path. On PostgreSQL so does a write with `snapshot=False`: each of its
+        statements commits on its own (`direct`: one server-side function call per write).
         A read whose statements must agree with each other (`consistent=True`: a view answer's
         totals and its first page) needs one snapshot on PostgreSQL too, where READ COMMITTED
         gives each statement its own: that transaction runs at REPEATABLE READ (psycopg sends it
@@ -204,7 +205,7 @@ class Engine:
             raw = self._checkout()
             tx = Tx(raw, self.dialect, write)
             self._local.tx = tx
-            bare = not write and not snapshot and not consistent
+            bare = not snapshot and not consistent and not (write and self.is_sqlite)
             repeatable = consistent and not write and not self.is_sqlite
             if repeatable:
                 _isolation(raw, psycopg.IsolationLevel.REPEATABLE_READ)

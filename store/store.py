@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import catalog, maintenance
+from . import direct  # noqa: F401  (its PostgreSQL function is part of the schema)
 from .commits import CommitQueue
 from .documents import Database
 from .engine import Engine

@@ -97,11 +97,15 @@ class Prepared:
     (`prepare`); `write_edits` uses it only if none of them has changed since."""
 
     db_id: int
-    revs_limit: int
+    revs_limit: int | None  # None: not read, as no stored tree was (nothing can be stemmed)
     seen: dict[str, tuple[int, str] | None]  # doc id -> (seq, tree) as read; None: absent
     results: list[WriteResult]
     changed: list[tuple[str, _DocState]]
 
+
+NO_STEMMING = 1 << 30
+"""The revs limit a prepared write works with when it read no stored tree: new trees have one
+revision, which no limit (at least 1) stems."""
 
 PREPARE_MIN_EDITS = 16
 """Writes of fewer edits are worked out under the lock: for them the extra read costs more
@@ -203,19 +207,26 @@ def write_edits(
 def prepare(conn: Tx, db_id: int, edits: Sequence[Edit], *, new_edits: bool, layer: Layer
             ) -> Prepared | None:
     """Work out `edits` outside the lock, in any transaction (one without a snapshot will do:
-    the write checks everything read here under its lock); None unless `worth_preparing`, or if
-    the database is gone."""
-    if not worth_preparing(edits):
+    the write checks everything read here under its lock); None if an edit has attachments
+    (they resolve and store their bytes in the write transaction), or if the database is gone."""
+    if any(edit.atts for edit in edits):
         return None
-    row = sql.fetchone(conn, "SELECT revs_limit FROM settee_dbs WHERE id = ?", (db_id,))
-    if row is None:
-        return None
-    revs_limit = int(row[0])
-    states = _load_states(conn, db_id, sorted({e.id for e in edits}))
+    # A document only created here (by interactive edits that name no rev) is not read: it is
+    # taken to be absent, which the write checks under its lock as it checks what is read.
+    read = sorted({edit.id for edit in edits if not new_edits or edit.rev is not None})
+    revs_limit: int | None = None  # not read: no stored tree is, so none can be stemmed
+    states: dict[str, _DocState] = {}
+    if read:
+        row = sql.fetchone(conn, "SELECT revs_limit FROM settee_dbs WHERE id = ?", (db_id,))
+        if row is None:
+            return None
+        revs_limit = int(row[0])
+        states = _load_states(conn, db_id, read)
     seen = {doc_id: state.stored for doc_id, state in states.items()}
     try:
-        results, changed = _apply_edits(conn, db_id, revs_limit, states, edits,
-                                        new_edits=new_edits, layer=layer)
+        results, changed = _apply_edits(
+            conn, db_id, revs_limit if revs_limit is not None else NO_STEMMING, states, edits,
+            new_edits=new_edits, layer=layer)
     except StoreError:
         return None  # raised again under the lock, where it belongs
     for edit in edits:
@@ -249,7 +260,7 @@ def join_prepared(parts: Sequence[Prepared | None]) -> Prepared | None:
 def _unchanged(conn: Tx, db: DbRow, prepared: Prepared) -> bool:
     """Under the lock: whether every document `prepared` read is as it was then (same seq and
     tree, or still absent), in the same database with the same `_revs_limit`."""
-    if prepared.db_id != db.id or prepared.revs_limit != db.revs_limit:
+    if prepared.db_id != db.id or prepared.revs_limit not in (None, db.revs_limit):
         return False
     now = {doc_id: (int(seq), str(tree)) for doc_id, seq, tree in sql.by_keys(
         conn, "doc_id, seq, tree", "settee_docs", "db_id = ?", (db.id,), "doc_id",
@@ -374,55 +385,77 @@ def _load_states(conn: Tx, db_id: int, ids: list[str]) -> dict[str, _DocState]:
     return states
 
 
-def _persist(conn: Tx, db: DbRow, db_name: str, changed: list[tuple[str, _DocState]]) -> None:
-    """Write trees, bodies, seqs and counters of the changed documents, and tell listeners."""
-    seq = db.update_seq
-    inserts: list[tuple[Any, ...]] = []
-    updates: list[tuple[Any, ...]] = []
-    bodies: list[tuple[Any, ...]] = []
-    dropped: list[tuple[Any, ...]] = []
-    att_rows: list[tuple[Any, ...]] = []
-    live, dead, added_bytes = db.doc_count, db.doc_del_count, 0
+@dataclass(slots=True)
+class Rows:
+    """What a write stores, before seqs are known: its documents in the order they take seqs
+    (the database's update seq + 1, + 2, ...), their new bodies and attachment rows, the
+    revisions stemmed away, and how the database's counters move."""
+
+    docs: list[tuple[str, str, str, bool, float, bool]]  # id, tree, winner, deleted, created, exists
+    bodies: list[tuple[str, str, bytes]]  # doc id, rev, packed body
+    atts: list[tuple[Any, ...]]  # `attachments.INSERT` rows
+    dropped: list[tuple[str, str]]  # doc id, rev
+    live: int = 0
+    dead: int = 0
+    added_bytes: int = 0
+
+
+def rows_of(db_id: int, changed: list[tuple[str, _DocState]]) -> Rows:
+    """The rows that store `changed` (as `_apply_edits` leaves them) in database `db_id`."""
+    rows = Rows([], [], [], [])
     for doc_id, state in changed:
-        seq += 1
         tree_json = orjson.dumps(revtree.to_json(state.tree)).decode()
-        row = (tree_json, state.winner, state.deleted, seq)
+        rows.docs.append((doc_id, tree_json, state.winner, state.deleted, state.created,
+                          state.exists))
         if state.exists:
-            updates.append((*row, db.id, doc_id))
             if state.was_deleted != state.deleted:
-                live, dead = (live - 1, dead + 1) if state.deleted else (live + 1, dead - 1)
+                step = -1 if state.deleted else 1
+                rows.live, rows.dead = rows.live + step, rows.dead - step
+        elif state.deleted:
+            rows.dead += 1
         else:
-            inserts.append((db.id, doc_id, *row, state.created))
-            live, dead = (live, dead + 1) if state.deleted else (live + 1, dead)
+            rows.live += 1
         for rev, packed, metas in state.bodies:
             if rev in state.tree:
-                bodies.append((db.id, doc_id, rev, packed))
-                att_rows.extend(attachments.rows(db.id, doc_id, rev, metas))
-                added_bytes += len(packed)
-        dropped.extend((db.id, doc_id, rev) for rev in state.dropped)
+                rows.bodies.append((doc_id, rev, packed))
+                rows.atts.extend(attachments.rows(db_id, doc_id, rev, metas))
+                rows.added_bytes += len(packed)
+        rows.dropped.extend((doc_id, rev) for rev in state.dropped)
+    return rows
+
+
+def _persist(conn: Tx, db: DbRow, db_name: str, changed: list[tuple[str, _DocState]]) -> None:
+    """Write trees, bodies, seqs and counters of the changed documents, and tell listeners."""
+    rows = rows_of(db.id, changed)
+    seq = db.update_seq + len(rows.docs)
     notify.count_and_announce(
         conn, db_name,
         "UPDATE settee_dbs SET update_seq = ?, doc_count = ?, doc_del_count = ?, "
         "body_bytes = body_bytes + ? WHERE id = ?",
-        (seq, live, dead, added_bytes, db.id),
+        (seq, db.doc_count + rows.live, db.doc_del_count + rows.dead, rows.added_bytes, db.id),
     )
     sql.executemany(
         conn,
         "INSERT INTO settee_docs (db_id, doc_id, tree, winner, deleted, seq, created) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        inserts,
+        [(db.id, doc_id, tree, winner, deleted, db.update_seq + n, created)
+         for n, (doc_id, tree, winner, deleted, created, exists) in enumerate(rows.docs, 1)
+         if not exists],
     )
     sql.executemany(
         conn,
         "UPDATE settee_docs SET tree = ?, winner = ?, deleted = ?, seq = ? "
         "WHERE db_id = ? AND doc_id = ?",
-        updates,
+        [(tree, winner, deleted, db.update_seq + n, db.id, doc_id)
+         for n, (doc_id, tree, winner, deleted, _, exists) in enumerate(rows.docs, 1)
+         if exists],
     )
     sql.executemany(
-        conn, "DELETE FROM settee_revs WHERE db_id = ? AND doc_id = ? AND rev = ?", dropped
+        conn, "DELETE FROM settee_revs WHERE db_id = ? AND doc_id = ? AND rev = ?",
+        [(db.id, doc_id, rev) for doc_id, rev in rows.dropped],
     )
     sql.executemany(
-        conn, "INSERT INTO settee_revs (db_id, doc_id, rev, body) VALUES (?, ?, ?, ?)", bodies
+        conn, "INSERT INTO settee_revs (db_id, doc_id, rev, body) VALUES (?, ?, ?, ?)",
+        [(db.id, doc_id, rev, packed) for doc_id, rev, packed in rows.bodies],
     )
-    sql.executemany(conn, attachments.INSERT, att_rows)
-
+    sql.executemany(conn, attachments.INSERT, rows.atts)

@@ -68,18 +68,31 @@ def _prepared_update(store: Store, name: str) -> tuple[dict[str, str], list[Edit
     return revs, edits, _prepare(store, name, edits)
 
 
-def test_small_writes_and_writes_with_attachments_are_not_prepared(store: Store) -> None:
+def test_writes_with_attachments_or_without_their_database_are_not_prepared(
+        store: Store) -> None:
     store.create_db("small")
     dbid = _dbid(store, "small")
     with store.engine.transaction(snapshot=False) as conn:
-        few = [make_edit(f"s{i}", {"n": i}) for i in range(N - 1)]
-        assert writes.prepare(conn, dbid, few, new_edits=True, layer=store.layer) is None
         many = [make_edit(f"a{i}", {"n": i}) for i in range(N)]
         many[3] = make_edit("a3", {"_attachments": {"t.txt": {
             "content_type": "text/plain", "data": "aGk="}}})
         assert writes.prepare(conn, dbid, many, new_edits=True, layer=store.layer) is None
-        assert writes.prepare(conn, dbid + 1000, few + few[:1], new_edits=True,
+        update = [make_edit("s", {"_rev": "1-" + "0" * 32, "n": 1})]
+        assert writes.prepare(conn, dbid + 1000, update, new_edits=True,
                               layer=store.layer) is None  # no such database
+
+
+def test_documents_only_created_are_not_read(store: Store) -> None:
+    """A creation (an interactive edit without a rev) is worked out as if the document were
+    absent, without reading it or the revs limit; the locked write checks that it is."""
+    revs = _seeded(store, "created")
+    edits = [make_edit("fresh", {"n": 1}), make_edit("d01", {"_rev": revs["d01"], "n": 2})]
+    prepared = _prepare(store, "created", edits)
+    assert prepared.seen["fresh"] is None and prepared.seen["d01"] is not None
+    assert prepared.revs_limit == 1000
+    only_new = _prepare(store, "created", edits[:1])
+    assert only_new.revs_limit is None and only_new.seen == {"fresh": None}
+    assert [r.ok for r in only_new.results] == [True]
 
 
 def test_an_unchanged_prepared_write_is_used_as_it_is(
