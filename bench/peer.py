@@ -1,14 +1,21 @@
 """Run bench/run.py's workloads against settee and against pouchdb-server in one run; print ratios.
 
-Usage: `.venv/bin/python bench/peer.py [--install-dir DIR] [-- RUN.PY FLAGS...]`.
+Usage: `.venv/bin/python bench/peer.py [--install-dir DIR] [--rounds N] [-- RUN.PY FLAGS...]`.
 Installs the npm package `pouchdb-server` into a temporary folder (or `--install-dir`, reused
 when it already holds it) with a bounded `npm install`, starts it in-memory on a free loopback
 port, runs `bench/run.py --json` against it (`--url`) and against settee (started by run.py
 itself), and prints each workload's figure on both with the ratio settee / pouchdb-server, plus
 the peak RSS of the pouchdb-server process and of each settee worker. `--database-url` runs
 settee on PostgreSQL instead of SQLite, in a fresh database created on that server for the run
-and dropped after it (a database earlier runs left large is slower to write and page). If npm is missing or the install fails or times out,
-it says so and exits 0 without measuring. The target is settee >= 2x on every workload.
+and dropped after it (a database earlier runs left large is slower to write and page). If npm
+is missing or the install fails or times out, it says so and exits 0 without measuring. The
+target is settee >= 2x on every workload.
+
+The two servers are measured in turns, `--rounds` times (default 3), each turn on a fresh
+server and database: on a shared VM the bare stack's own rate moved by 2x within one run, so a
+single pass of each, minutes apart, compares the machine's moods as much as the servers. Each
+figure is the median of its rounds, the ratio is the ratio of those medians, and every round's
+own ratio is printed beside it.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -155,10 +163,26 @@ def bench(extra: list[str], url: str | None) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's shape from several: each workload's figure the median of the runs', its errors
+    their sum, the peak RSS per worker the largest seen; and `rounds`, every run's figure."""
+    out = dict(runs[0])
+    out["results"] = []
+    for row in runs[0]["results"]:
+        rows = [r for run in runs for r in run["results"] if r["workload"] == row["workload"]]
+        figures = [r["figure"] for r in rows]
+        out["results"].append({**row, "figure": statistics.median(figures), "rounds": figures,
+                               "errors": sum(r["errors"] for r in rows)})
+    rss = [run.get("settee_worker_peak_rss_kb") or [] for run in runs]
+    if any(rss):
+        out["settee_worker_peak_rss_kb"] = max(rss, key=sum)
+    return out
+
+
 def report(settee: dict[str, Any], peer: dict[str, Any], peer_rss_kb: int) -> str:
     header = (f"{'workload':<24} {'unit':<8} {'settee':>12} {'pouchdb-server':>15} "
-              f"{'ratio':>7}  goal {GOAL:g}x")
-    lines = [header, "-" * 78]
+              f"{'ratio':>7}  goal {GOAL:g}x   each round")
+    lines = [header, "-" * 96]
     peers = {r["workload"]: r for r in peer["results"]}
     short = 0
     for mine in settee["results"]:
@@ -168,11 +192,13 @@ def report(settee: dict[str, Any], peer: dict[str, Any], peer_rss_kb: int) -> st
         ratio = mine["figure"] / theirs["figure"] if theirs["figure"] else float("inf")
         met = ratio >= GOAL
         short += not met
+        rounds = " ".join(f"{a / b:.2f}x" if b else "inf"
+                          for a, b in zip(mine.get("rounds", []), theirs.get("rounds", [])))
         errors = f"  (errors: settee {mine['errors']}, peer {theirs['errors']})" \
             if mine["errors"] or theirs["errors"] else ""
         lines.append(f"{mine['workload']:<24} {mine['unit']:<8} {mine['figure']:>12,.0f} "
-                     f"{theirs['figure']:>15,.0f} {ratio:>6.2f}x  {'met' if met else 'MISSED'}"
-                     f"{errors}")
+                     f"{theirs['figure']:>15,.0f} {ratio:>6.2f}x  {'met' if met else 'MISSED':<7}"
+                     f"  {rounds}{errors}")
     lines.append("")
     lines.append(f"settee: {settee['target_kind']}; gunicorn {settee['gunicorn']}; "
                  f"store {settee.get('store', 'SQLite')}")
@@ -184,7 +210,7 @@ def report(settee: dict[str, Any], peer: dict[str, Any], peer_rss_kb: int) -> st
     lines.append(f"pouchdb-server: {peer['target_kind']}; peak RSS "
                  f"{peer_rss_kb / 1024:.0f} MiB (one node process)")
     lines.append(f"goal met on {len(settee['results']) - short} of {len(settee['results'])} "
-                 "workloads")
+                 "workloads (figures: medians of the rounds)")
     return "\n".join(lines)
 
 
@@ -198,32 +224,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=None, metavar="URL",
                         help="run settee on PostgreSQL, in a fresh database created for the "
                         "run on the server this URL names; default: SQLite in a fresh temp dir")
+    parser.add_argument("--rounds", type=int, default=3, metavar="N",
+                        help="measure each server N times, in turns; figures are medians")
     parser.add_argument("run_args", nargs=argparse.REMAINDER,
                         help="flags for bench/run.py, after --")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     extra = [a for a in args.run_args if a != "--"]
     with tempfile.TemporaryDirectory(prefix="settee-peer-") as tmpdir:
         folder = args.install_dir or Path(tmpdir) / "npm"
         binary = install(folder, args.npm_timeout)
         if binary is None:
             return 0
+        mine_runs: list[dict[str, Any]] = []
+        their_runs: list[dict[str, Any]] = []
+        peer_rss_kb = 0
         try:
-            _say("== settee ==")
-            with contextlib.ExitStack() as stack:
-                if args.database_url:
-                    url = stack.enter_context(fresh_database(args.database_url))
-                    os.environ["SETTEE_DATABASE_URL"] = url  # run.py's gunicorn
-                settee = bench(extra, None)
-            settee["store"] = "PostgreSQL" if args.database_url else "SQLite"
-            _say("== pouchdb-server ==")
-            with PouchServer(binary, Path(tmpdir)) as peer:
-                _say(f"pouchdb-server in-memory at {peer.url}")
-                theirs = bench(extra, peer.url)
-                peer.sample_rss()
+            for n in range(1, args.rounds + 1):
+                _say(f"== round {n} of {args.rounds}: settee ==")
+                with contextlib.ExitStack() as stack:
+                    if args.database_url:
+                        url = stack.enter_context(fresh_database(args.database_url))
+                        os.environ["SETTEE_DATABASE_URL"] = url  # run.py's gunicorn
+                    mine_runs.append(bench(extra, None))
+                _say(f"== round {n} of {args.rounds}: pouchdb-server ==")
+                with PouchServer(binary, Path(tmpdir)) as peer:
+                    _say(f"pouchdb-server in-memory at {peer.url}")
+                    their_runs.append(bench(extra, peer.url))
+                    peer.sample_rss()
+                peer_rss_kb = max(peer_rss_kb, peer.peak_rss_kb)
         except (RuntimeError, OSError, ValueError, psycopg.Error) as exc:
             _say(f"peer bench failed: {exc}")
             return 1
-    print(report(settee, theirs, peer.peak_rss_kb))
+    settee, theirs = median_run(mine_runs), median_run(their_runs)
+    settee["store"] = "PostgreSQL" if args.database_url else "SQLite"
+    print(report(settee, theirs, peer_rss_kb))
     return 0
 
 

@@ -40,10 +40,12 @@ every write to that database until the design document is fixed.
 
 What validation depends on (the winning revs of the database's live `_design/` docs and its
 `_security`, one indexed query) is remembered per process, and functions run against that. The
-write transaction reads it again right after its writes, while it holds the database's lock
-(the row lock every writer of that database takes on PostgreSQL, a design doc write included;
-BEGIN IMMEDIATE on SQLite), and commits only if nothing changed; otherwise its savepoint is
-rolled back and the edits are validated again with the new state. So a design
+write reads it again once it holds the database's lock (the row lock every writer of that
+database takes on PostgreSQL, a design doc write included; BEGIN IMMEDIATE on SQLite), and
+writes only if nothing changed; otherwise it writes nothing and the edits are validated again
+with the new state. On PostgreSQL the write is usually one call of a server-side function
+(`store.direct`) that makes this check inside PostgreSQL once it holds the lock, and stores
+nothing if it fails (the write then runs in a transaction, which raises `Stale`). So a design
 doc edited on another PostgreSQL node applies from the very next write, with no window in which
 an old function could let a write through, and a database without validation functions pays
 one small query inside its write transaction. Parsed functions are cached by (database, design
@@ -259,7 +261,7 @@ class _Write:
         refused, or anything changed since), having stored nothing."""
         store = self.app.store
         edits = [edit for part in parts for edit in part.edits]
-        if store.engine.is_sqlite or not edits:
+        if store.engine.is_sqlite or not edits or any(edit.atts for edit in edits):
             return None
         with store.engine.transaction(write=True, snapshot=False) as conn:
             prepared = join_prepared([part.prepared for part in parts]) or prepare(

@@ -22,7 +22,9 @@ did not exist: so it can never let a stale edit or validation through.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import orjson
 from sqlalchemy import DDL as SchemaDDL
 from sqlalchemy import event
 
@@ -35,19 +37,12 @@ FUNCTION = "settee_write_v1"  # a new signature or meaning gets a new name: node
 
 DDL = f"""
 CREATE OR REPLACE FUNCTION {FUNCTION}(
-    p_name text, p_db integer, p_revs_limit integer, p_security text,
-    p_ddoc_ids text[], p_ddoc_revs text[],
-    p_seen_ids text[], p_seen_seqs bigint[], p_seen_trees text[],
-    p_ids text[], p_trees text[], p_winners text[], p_deleted boolean[],
-    p_created double precision[], p_exists boolean[],
-    p_body_ids text[], p_body_revs text[], p_bodies bytea[],
-    p_drop_ids text[], p_drop_revs text[],
+    p_name text, p_db integer, p_revs_limit integer, p_security text, p_ddocs jsonb,
+    p_seen jsonb, p_docs jsonb, p_bodies jsonb, p_dropped jsonb,
     p_live bigint, p_dead bigint, p_bytes bigint, p_channel text
 ) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     base bigint;
-    ddoc_ids text[];
-    ddoc_revs text[];
     r record;
 BEGIN
     SELECT update_seq INTO base FROM settee_dbs
@@ -57,59 +52,73 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    SELECT coalesce(array_agg(doc_id ORDER BY doc_id), '{{}}'),
-           coalesce(array_agg(winner ORDER BY doc_id), '{{}}')
-      INTO ddoc_ids, ddoc_revs
-      FROM settee_docs
-     WHERE db_id = p_db AND doc_id >= '_design/' AND doc_id < '_design0' AND NOT deleted;
-    IF ddoc_ids <> p_ddoc_ids OR ddoc_revs <> p_ddoc_revs THEN
+    -- "id rev": a rev holds no space, so the pair is told apart however the id is spelt
+    IF ARRAY(SELECT doc_id || ' ' || winner FROM settee_docs
+              WHERE db_id = p_db AND doc_id >= '_design/' AND doc_id < '_design0'
+                AND NOT deleted ORDER BY doc_id)
+       IS DISTINCT FROM
+       ARRAY(SELECT (e->>0) || ' ' || (e->>1)
+               FROM jsonb_array_elements(p_ddocs) WITH ORDINALITY AS x(e, n) ORDER BY n)
+    THEN
         RETURN NULL;
     END IF;
     PERFORM 1
-       FROM unnest(p_seen_ids, p_seen_seqs, p_seen_trees) AS s(doc_id, seq, tree)
+       FROM jsonb_array_elements(p_seen) AS s(e)
        LEFT JOIN LATERAL (SELECT d.seq, d.tree FROM settee_docs d
-                           WHERE d.db_id = p_db AND d.doc_id = s.doc_id OFFSET 0) d ON true
-      WHERE d.seq IS DISTINCT FROM s.seq OR d.tree IS DISTINCT FROM s.tree
+                           WHERE d.db_id = p_db AND d.doc_id = s.e->>0 OFFSET 0) d ON true
+      WHERE d.seq IS DISTINCT FROM (s.e->>1)::bigint OR d.tree IS DISTINCT FROM s.e->>2
       LIMIT 1;
     IF FOUND THEN
         RETURN NULL;
     END IF;
     UPDATE settee_dbs
-       SET update_seq = update_seq + cardinality(p_ids), doc_count = doc_count + p_live,
-           doc_del_count = doc_del_count + p_dead, body_bytes = body_bytes + p_bytes
+       SET update_seq = update_seq + jsonb_array_length(p_docs),
+           doc_count = doc_count + p_live, doc_del_count = doc_del_count + p_dead,
+           body_bytes = body_bytes + p_bytes
      WHERE id = p_db;
     INSERT INTO settee_docs (db_id, doc_id, tree, winner, deleted, seq, created)
-    SELECT p_db, u.doc_id, u.tree, u.winner, u.deleted, base + u.n, u.created
-      FROM unnest(p_ids, p_trees, p_winners, p_deleted, p_created, p_exists)
-           WITH ORDINALITY AS u(doc_id, tree, winner, deleted, created, known, n)
-     WHERE NOT u.known;
-    FOR r IN SELECT * FROM unnest(p_ids, p_trees, p_winners, p_deleted, p_exists)
-                      WITH ORDINALITY AS u(doc_id, tree, winner, deleted, known, n)
-              WHERE u.known LOOP
+    SELECT p_db, e->>0, e->>1, e->>2, (e->>3)::boolean, base + n, (e->>4)::float8
+      FROM jsonb_array_elements(p_docs) WITH ORDINALITY AS u(e, n)
+     WHERE NOT (e->>5)::boolean;
+    FOR r IN SELECT e->>0 AS doc_id, e->>1 AS tree, e->>2 AS winner,
+                    (e->>3)::boolean AS deleted, n
+               FROM jsonb_array_elements(p_docs) WITH ORDINALITY AS u(e, n)
+              WHERE (e->>5)::boolean LOOP
         UPDATE settee_docs SET tree = r.tree, winner = r.winner, deleted = r.deleted,
                                seq = base + r.n
          WHERE db_id = p_db AND doc_id = r.doc_id;
     END LOOP;
-    FOR r IN SELECT * FROM unnest(p_drop_ids, p_drop_revs) AS x(doc_id, rev) LOOP
+    FOR r IN SELECT e->>0 AS doc_id, e->>1 AS rev FROM jsonb_array_elements(p_dropped) AS x(e)
+    LOOP
         DELETE FROM settee_revs WHERE db_id = p_db AND doc_id = r.doc_id AND rev = r.rev;
     END LOOP;
     INSERT INTO settee_revs (db_id, doc_id, rev, body)
-    SELECT p_db, b.doc_id, b.rev, b.body
-      FROM unnest(p_body_ids, p_body_revs, p_bodies) AS b(doc_id, rev, body);
+    SELECT p_db, e->>0, e->>1, decode(e->>2, 'hex')
+      FROM jsonb_array_elements(p_bodies) AS b(e);
     PERFORM pg_notify(p_channel, p_name);
     RETURN base;
 END
 $fn$
 """
 
+SIGNATURE = (f"{FUNCTION}(text, integer, integer, text, jsonb, jsonb, jsonb, jsonb, jsonb, "
+             "bigint, bigint, bigint, text)")
+
+
+def _missing(ddl: object, target: object, bind: Any, **kw: Any) -> bool:
+    """Whether the function is not there yet: a start never rewrites it, so that a node can
+    start while the disk is full, and the name changes with its signature or meaning."""
+    return bind.exec_driver_sql(f"SELECT to_regprocedure('{SIGNATURE}')").scalar() is None
+
+
 # Created with the schema, in its transaction (under the advisory lock that serialises nodes'
-# first starts: concurrent CREATE OR REPLACE of one function fails), on every start.
-event.listen(metadata, "after_create", SchemaDDL(DDL).execute_if(dialect="postgresql"))
+# first starts: concurrent CREATE OR REPLACE of one function fails).
+event.listen(metadata, "after_create",
+             SchemaDDL(DDL).execute_if(dialect="postgresql", callable_=_missing))
 
 _CALL = (
-    f"SELECT {FUNCTION}(?, ?, ?, ?, ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], "
-    "?::text[], ?::text[], ?::text[], ?::boolean[], ?::float8[], ?::boolean[], "
-    "?::text[], ?::text[], ?::bytea[], ?::text[], ?::text[], ?, ?, ?, ?)"
+    f"SELECT {FUNCTION}(?::text, ?::integer, ?::integer, ?::text, ?::jsonb, ?::jsonb, "
+    "?::jsonb, ?::jsonb, ?::jsonb, ?::bigint, ?::bigint, ?::bigint, ?::text)"
 )
 
 
@@ -122,17 +131,18 @@ def write(conn: Tx, db_name: str, prepared: Prepared, security: str,
     rows = rows_of(prepared.db_id, prepared.changed)
     if not rows.docs or rows.atts:
         return None
-    seen = sorted(prepared.seen.items())
+    try:
+        payload = [orjson.dumps(part).decode() for part in (
+            ddocs,
+            [(doc_id, *(was or (None, None))) for doc_id, was in prepared.seen.items()],
+            rows.docs,
+            [(doc_id, rev, packed.hex()) for doc_id, rev, packed in rows.bodies],
+            rows.dropped,
+        )]
+    except orjson.JSONEncodeError:  # a string JSON cannot carry: the transaction path will do
+        return None
     row = sql.fetchone(conn, _CALL, (
-        db_name, prepared.db_id, prepared.revs_limit, security,
-        [doc_id for doc_id, _ in ddocs], [rev for _, rev in ddocs],
-        [doc_id for doc_id, _ in seen],
-        [was[0] if was else None for _, was in seen],
-        [was[1] if was else None for _, was in seen],
-        [d[0] for d in rows.docs], [d[1] for d in rows.docs], [d[2] for d in rows.docs],
-        [d[3] for d in rows.docs], [d[4] for d in rows.docs], [d[5] for d in rows.docs],
-        [b[0] for b in rows.bodies], [b[1] for b in rows.bodies], [b[2] for b in rows.bodies],
-        [d[0] for d in rows.dropped], [d[1] for d in rows.dropped],
+        db_name, prepared.db_id, prepared.revs_limit, security, *payload,
         rows.live, rows.dead, rows.added_bytes, notify.CHANNEL,
     ))
     if row is None or row[0] is None:

@@ -17,6 +17,9 @@ documents, apply every edit, pack every body), so that a `_bulk_docs` of a thous
 holds the database's lock only to check that none of them changed meanwhile (one indexed read of
 their seqs and trees) and to write; writers of one database then do their CPU work in parallel.
 If anything it read has changed, the write is worked out again under the lock, as a small one is.
+On PostgreSQL, the server's writes are worked out that way whatever their size, and stored by one
+function call that checks and writes under the lock (`direct`); this module's transaction path is
+what they fall back on, and what SQLite and writes with attachments always take.
 """
 
 from __future__ import annotations

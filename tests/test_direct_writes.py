@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
-from settee.store import Store, catalog, direct, make_edit, sql, writes
+from settee.store import Store, StoreConfig, catalog, direct, make_edit, sql, writes
 from settee.store.layers import build_stack
 from settee.store.writes import DESIGN, DESIGN_END, Edit, Prepared
 
@@ -284,3 +284,22 @@ def test_concurrent_increments_through_the_app_lose_no_update(client: Client) ->
         thread.join(60)
     doc = client.get("/db/counter").json
     assert len(done) == 60 and doc["n"] == 60 and doc["_rev"].startswith("61-")
+
+
+def test_a_start_leaves_an_installed_function_as_it_is(store: Store, store_url: str) -> None:
+    """A node's start creates the function only where it is missing: rewriting it would need
+    disk space (a node must start on a full disk) and would race the other nodes' starts."""
+    def version() -> Any:
+        with store.engine.transaction() as conn:
+            row = sql.fetchone(conn, f"SELECT xmin::text FROM pg_proc "
+                                     f"WHERE oid = to_regprocedure('{direct.SIGNATURE}')")
+        return row and row[0]
+
+    before = version()
+    assert before is not None
+    again = Store(StoreConfig(store_url))
+    try:
+        again.setup()
+    finally:
+        again.close()
+    assert version() == before

@@ -1,9 +1,10 @@
 """PostgreSQL ambiguous commit: the connection drops while COMMIT is on the wire (test 9).
 
 The app reaches PostgreSQL through a small TCP proxy in this test. Armed, the proxy cuts the
-connection at the next `COMMIT` of a transaction that wrote: either before forwarding it (PostgreSQL rolls
-the transaction back) or after forwarding it and letting PostgreSQL commit, dropping only the
-reply. To the app both look the same: the connection died during COMMIT, and it cannot know
+connection at the next statement that commits a write: the `COMMIT` of a transaction that wrote,
+or a call of the write function (`store.direct`), which commits as it returns. It cuts either
+before forwarding it (PostgreSQL rolls the write back, or never runs it) or after forwarding it
+and letting PostgreSQL commit, dropping only the reply. To the app both look the same: the connection died during COMMIT, and it cannot know
 whether the write happened. The client must then get an error (5xx), never a 201; the write
 must be whole or absent (a `_bulk_docs` all or nothing); a re-read tells which; a retry of the
 same edit gets 201 or 409 and ends at the rev the edit computes (revs are content hashes), with
@@ -27,6 +28,7 @@ import reliability
 import sqlalchemy as sa
 from reliability import StoreView, call, figure
 from settee.server import create_app
+from settee.store import direct
 
 pytest_plugins = ["reliability_report"]
 
@@ -36,6 +38,7 @@ pytestmark = pytest.mark.postgres
 PARSE = re.compile(rb"(_pg3_\d+)\x00([^\x00]*)\x00")  # a Parse message: name, query
 COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"  # psycopg's commit(): a simple-query COMMIT
 WRITES = re.compile(rb"\b(INSERT|UPDATE|DELETE)\b")
+COMMITS_ITSELF = re.compile(direct.FUNCTION.encode() + rb"\(")  # in autocommit: writes, commits
 
 
 class CommitCutter:
@@ -75,6 +78,7 @@ class CommitCutter:
               mute: threading.Event) -> None:
         wrote = False  # this connection's transaction has written: its COMMIT is the one
         writers: set[bytes] = set()  # prepared statements (psycopg prepares repeated ones)
+        committers: set[bytes] = set()  # prepared calls of the write function
         try:
             while True:
                 data = src.recv(65536)
@@ -83,11 +87,17 @@ class CommitCutter:
                 mode = None
                 if to_server:
                     for name, query in PARSE.findall(data):
-                        if WRITES.search(query):
+                        if COMMITS_ITSELF.search(query):
+                            committers.add(name + b"\x00")
+                        elif WRITES.search(query):
                             writers.add(name + b"\x00")
                     if WRITES.search(data) or any(name in data for name in writers):
                         wrote = True
-                if to_server and COMMIT in data:
+                if to_server and (COMMITS_ITSELF.search(data)
+                                  or any(name in data for name in committers)):
+                    with self.lock:
+                        mode, self.mode = self.mode, None
+                elif to_server and COMMIT in data:
                     if wrote:
                         with self.lock:
                             mode, self.mode = self.mode, None
@@ -145,7 +155,7 @@ def test_ambiguous_commit_single_put(cut_app: tuple[Any, Any, Any], mode: str) -
     edit = json.dumps({"_rev": old, "n": 1})
     proxy.arm(mode)
     answer = call(app, "PUT", f"/{db}/doc", edit)
-    assert proxy.cut.is_set(), "the proxy never saw the COMMIT"
+    assert proxy.cut.is_set(), "the proxy never saw the write commit"
     assert answer.status >= 500, (answer.status, answer.body)
     assert set(answer.json()) >= {"error", "reason"}
     now = call(app, "GET", f"/{db}/doc").json()  # a re-read resolves the ambiguity
