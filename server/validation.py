@@ -260,8 +260,10 @@ class _Write:
         None if they must run in a transaction instead (SQLite, attachments, every edit
         refused, or anything changed since), having stored nothing."""
         store = self.app.store
+        if store.engine.is_sqlite:
+            return None
         edits = [edit for part in parts for edit in part.edits]
-        if store.engine.is_sqlite or not edits or any(edit.atts for edit in edits):
+        if not edits or any(edit.atts for edit in edits):
             return None
         with store.engine.transaction(write=True, snapshot=False) as conn:
             prepared = join_prepared([part.prepared for part in parts]) or prepare(

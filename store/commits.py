@@ -216,7 +216,7 @@ def _run_direct(group: list[_Item[Any]]) -> int | None:
     assert head is not None
     try:
         results = head.run_direct([item.joinable for item in group])  # type: ignore[misc]
-    except BaseException as exc:  # the statement failed: nothing of it stands
+    except BaseException as exc:  # failed, or its reply was lost (as a COMMIT's can be)
         for item in group:
             item.result, item.error = None, exc
         return len(group)
