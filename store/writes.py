@@ -211,7 +211,8 @@ def prepare(conn: Tx, db_id: int, edits: Sequence[Edit], *, new_edits: bool, lay
             ) -> Prepared | None:
     """Work out `edits` outside the lock, in any transaction (one without a snapshot will do:
     the write checks everything read here under its lock); None if an edit has attachments
-    (they resolve and store their bytes in the write transaction), or if the database is gone."""
+    (they resolve and store their bytes in the write transaction), or if it reads and finds the
+    database gone."""
     if any(edit.atts for edit in edits):
         return None
     # A document only created here (by interactive edits that name no rev) is not read: it is
