@@ -1,6 +1,6 @@
 """Benchmark the changes feed: normal `_changes` rows/s over 100,000 docs, long-poll wake latency.
 
-Usage: `.venv/bin/python bench/changes.py` starts settee under gunicorn (gthread, 2 workers x 8
+Usage: `.venv/bin/python bench/changes.py` starts settee under gunicorn (settee's worker, 2 x 8
 threads) on a fresh SQLite data dir, or on PostgreSQL with `--database-url`; `--url` measures a
 running server instead (CouchDB too; the cross-worker check then cannot be made).
 
@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from serve import Gunicorn, GunicornSettings
+from serve import SETTEE_WORKER, Gunicorn, GunicornSettings
 
 
 def _request(conn: http.client.HTTPConnection, method: str, path: str,
@@ -168,7 +168,7 @@ def main() -> None:
         env = {"SETTEE_DATA_DIR": str(Path(tmp) / "data")}
         if args.database_url:
             env["SETTEE_DATABASE_URL"] = args.database_url
-        settings = GunicornSettings("gthread", args.workers, args.threads)
+        settings = GunicornSettings(SETTEE_WORKER, args.workers, args.threads)
         with Gunicorn("settee.server:create_app()", settings, log=Path(tmp) / "gunicorn.log",
                       ready_path="/_up", env=env) as server:
             children = Path(f"/proc/{server._proc.pid}/task/{server._proc.pid}/children")  # type: ignore[union-attr]

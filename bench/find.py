@@ -34,7 +34,7 @@ from eventloop import Outcome
 from http1 import Connection, Request, Response, Target
 from loadgen import ClientSettings, Measurement, measure
 from report import Result, RunInfo, table
-from serve import Gunicorn, GunicornSettings
+from serve import SETTEE_WORKER, Gunicorn, GunicornSettings
 from workloads import HelloGet
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--queries", type=int, default=500_000, help="count limit per workload")
     args = p.parse_args(argv)
-    settings = GunicornSettings("gthread", args.workers, args.threads)
+    settings = GunicornSettings(SETTEE_WORKER, args.workers, args.threads)
     client = ClientSettings(procs=args.client_procs, timeout=120)
     groups = max(1, args.docs // 100)
 

@@ -25,7 +25,7 @@ import orjson
 from http1 import Connection, Target
 from loadgen import ClientSettings, LoadError, Measurement, Workload, measure
 from report import Result, RunInfo, as_json, table
-from serve import Gunicorn, GunicornSettings, StartError
+from serve import SETTEE_WORKER, Gunicorn, GunicornSettings, StartError
 from workloads import AllDocsPages, BulkDocs, GetRandom, HelloGet, PutDocs
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -57,7 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--db", default="settee-bench", help="database to use")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     server = p.add_argument_group("gunicorn (hello-world ceiling, and settee when started here)")
-    server.add_argument("--worker-class", default="gthread", metavar="NAME", help="gunicorn's")
+    server.add_argument("--worker-class", default=SETTEE_WORKER, metavar="NAME",
+                        help="gunicorn's (default: what `settee serve` runs)")
     server.add_argument("--workers", type=_count, default=2, metavar="N", help="gunicorn's")
     server.add_argument("--threads", type=_count, default=4, metavar="N", help="gunicorn's")
     server.add_argument("--startup-timeout", type=_seconds, default=30.0, metavar="S",

@@ -27,18 +27,23 @@ class StartError(RuntimeError):
     """The server exited or never answered its readiness check."""
 
 
+SETTEE_WORKER = "settee.server.worker.SetteeWorker"
+"""What `settee serve` runs: gthread that gathers headers first and balances connections."""
+
+
 @dataclass(frozen=True)
 class GunicornSettings:
     """The gunicorn settings shared by every server a run starts."""
 
-    worker_class: str = "gthread"
+    worker_class: str = SETTEE_WORKER
     workers: int = 2
     threads: int = 4
 
     @property
     def display(self) -> str:
-        """E.g. `gthread, 2 workers x 4 threads`."""
-        return f"{self.worker_class}, {self.workers} workers x {self.threads} threads"
+        """E.g. `SetteeWorker, 2 workers x 4 threads`."""
+        name = self.worker_class.rsplit(".", 1)[-1]
+        return f"{name}, {self.workers} workers x {self.threads} threads"
 
 
 def free_port() -> int:

@@ -39,7 +39,6 @@ GRACEFUL_TIMEOUT = 10  # seconds a worker gets to finish its requests on SIGTERM
 KEEPALIVE = 5
 MAX_REQUESTS = 10_000  # recycle workers now and then ...
 MAX_REQUESTS_JITTER = 1_000  # ... but not all at once
-NEWER_GUNICORN = frozenset({"control_socket_disable"})  # settings gunicorn 23 does not know
 SHM = "/dev/shm"  # worker heartbeat files in memory: a container's /tmp may be a slow overlay
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # metrics.MULTIPROC_ENV, without importing metrics
 
@@ -132,8 +131,6 @@ class SetteeServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no 
                     "settings not reloaded, keeping the running ones: %s", exc)
         self.loaded = True
         for name, value in gunicorn_options(self.settings).items():
-            if name in NEWER_GUNICORN and name not in self.cfg.settings:
-                continue  # an older gunicorn (pyproject allows >= 23) without this setting
             self.cfg.set(name, value)
 
     def load(self) -> Any:

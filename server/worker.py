@@ -8,6 +8,9 @@ blocking until the request line and headers are complete, and only then gives it
 a connection whose headers do not arrive within `HEADER_TIMEOUT` is closed. In threads, every
 read or write waits at most `SOCKET_TIMEOUT`, and the headers of a later request on a kept-alive
 connection must arrive within `HEADER_TIMEOUT`. Large uploads and long feeds still work.
+
+Workers also share out new connections: one holding more than another live worker leaves a new
+connection to that one for a moment (`balance.py`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import selectors
 import socket
 import time
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from .balance import ACCEPT_DEFER, SLOTS, Board
 
 HEADER_TIMEOUT = 10.0  # seconds for the request line and headers
 SOCKET_TIMEOUT = 60.0  # seconds any one read or write may block
@@ -87,13 +92,61 @@ class DeadlineSocket(socket.socket):
 
 
 class SetteeWorker(ThreadWorker):
-    """gthread with `DeadlineSocket` connections."""
+    """gthread with `DeadlineSocket` connections, balanced across workers."""
+
+    board: ClassVar[Board | None] = None  # created in the master, before any worker forks
+
+    @classmethod
+    def check_config(cls, cfg: Any, log: Any) -> None:
+        """Called by the arbiter in the master: the shared table is made here, once."""
+        super().check_config(cfg, log)
+        if cls.board is None:
+            cls.board = Board()
 
     def init_process(self) -> None:
         self._gathering: dict[Any, float] = {}
+        self._slot = self.age % SLOTS
+        self._defer_until: float | None = None
         super().init_process()
 
     def accept(self, listener: Any) -> None:
+        """Take the new connection, unless another worker holds fewer: then leave it to that
+        one for `ACCEPT_DEFER` and take it afterwards if it is still waiting."""
+        if self._busier_than_another():
+            self._defer_until = time.monotonic() + ACCEPT_DEFER
+            super().set_accept_enabled(False)
+            return
+        self._take(listener)
+
+    def _busier_than_another(self) -> bool:
+        if self.board is None:
+            return False
+        fewest = self.board.fewest_elsewhere(self._slot)
+        return fewest is not None and fewest < self.nr_conns
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """gthread's switch, which stays off while a new connection is left to another."""
+        if enabled and self._defer_until is not None:
+            return
+        super().set_accept_enabled(enabled)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        """gthread's wait, which publishes this worker's load first and ends a deferral."""
+        if self.board is not None:
+            if self.alive:
+                self.board.publish(self._slot, self.nr_conns)
+            else:  # shutting down: no more connections for this worker
+                self.board.clear(self._slot)
+        if self._defer_until is not None:
+            timeout = max(0.0, min(timeout, self._defer_until - time.monotonic()))
+        super().wait_for_and_dispatch_events(timeout)
+        if self._defer_until is not None and time.monotonic() >= self._defer_until:
+            self._defer_until = None  # the run loop switches accepting back on
+            if self.alive:
+                for listener in self.sockets:  # what no other worker took, this one takes
+                    self._take(listener)
+
+    def _take(self, listener: Any) -> None:
         """gthread's accept, but the headers are gathered by the event loop first."""
         try:
             client, addr = listener.accept()
@@ -102,6 +155,8 @@ class SetteeWorker(ThreadWorker):
                 raise
             return
         self.nr_conns += 1
+        if self.board is not None:
+            self.board.publish(self._slot, self.nr_conns)
         sock = DeadlineSocket(client.family, client.type, client.proto, fileno=client.detach())
         conn = TConn(self.cfg, sock, addr, listener.getsockname())  # leaves it non-blocking
         if self.cfg.is_ssl:  # TLS bytes cannot be inspected here: gthread's own path

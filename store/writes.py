@@ -111,8 +111,10 @@ NO_STEMMING = 1 << 30
 revision, which no limit (at least 1) stems."""
 
 PREPARE_MIN_EDITS = 16
-"""Writes of fewer edits are worked out under the lock: for them the extra read costs more
-than the lock time it saves."""
+"""A request of fewer edits is not prepared in its own thread: on the transaction path (SQLite,
+and PostgreSQL's fallback) it is worked out under the lock, where for so few edits the extra
+read costs more than the lock time it saves. PostgreSQL's one-statement writes prepare a
+commit group of any size (`store.direct`)."""
 
 
 def worth_preparing(edits: Sequence[Edit]) -> bool:

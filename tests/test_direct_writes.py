@@ -9,7 +9,6 @@ under the lock, as `test_prepared_writes` covers). The last tests go through the
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from settee.store.layers import build_stack
 from settee.store.writes import DESIGN, DESIGN_END, Edit, Prepared
 
 from conftest import Client
+from lockkit import lock_held, wait_for_lock_wait
 
 pytestmark = pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
 
@@ -200,34 +200,13 @@ def test_a_write_waiting_for_the_lock_sees_what_the_holder_committed(store: Stor
     store.create_db("db")
     prepared = _prepare(store, "db", [make_edit("x", {"n": "ours"})])
     design = _design(store, "db")
-    holding, release = threading.Event(), threading.Event()
-
-    def other_writer(conn: Any) -> None:
-        writes.write_edits(conn, "db", [make_edit("x", {"n": "theirs"})], new_edits=True,
-                           layer=store.layer, locked=writes.lock_db(conn, "db"))
-        holding.set()
-        release.wait(10)
-
-    other = threading.Thread(target=lambda: store.engine.run(other_writer))
-    other.start()
-    assert holding.wait(10)
     outcome: list[Any] = []
     waiter = threading.Thread(target=lambda: outcome.append(_direct(store, "db", prepared,
                                                                     design)))
-    waiter.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with store.engine.transaction(snapshot=False) as conn:
-            row = sql.fetchone(conn, "SELECT count(*) FROM pg_stat_activity WHERE "
-                                     "wait_event_type = 'Lock' AND query LIKE ?",
-                               (f"%{direct.FUNCTION}%",))
-        if row is not None and row[0]:
-            break
-        time.sleep(0.01)
-    else:
-        pytest.fail("the direct write never waited for the lock")
-    release.set()
-    other.join(10)
+    with lock_held(store, "db", [make_edit("x", {"n": "theirs"})]):
+        waiter.start()
+        if not wait_for_lock_wait(store, f"%{direct.FUNCTION}%"):
+            pytest.fail("the direct write never waited for the lock")
     waiter.join(10)
     assert outcome == [None]
     assert store.db("db")["x"]["n"] == "theirs" and store.db_info("db").doc_count == 1

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from typing import Any
 
 import pytest
 import vdu_functions
 from conftest import Client
+from lockkit import lock_held, wait_for_lock_wait
 from settee.server import create_app
 from settee.server.settings import Settings
 from settee.store import catalog
@@ -318,40 +318,18 @@ def test_a_function_added_while_the_write_waits_for_the_lock_still_applies(
     for it. On PostgreSQL the write's locking statement started before that commit, so what it
     joins besides the locked row is from before it: the write must read the design docs again
     once it holds the lock, and be refused."""
-    from settee.store import make_edit, sql
-    from settee.store.writes import lock_db, write_edits
+    from settee.store import make_edit
 
     store = module_app.store
     c.put_json(f"/{db}/warm", {"n": 1}, status=201)  # this process now knows the state
     late = make_edit("_design/late", {
         "validate_doc_update": "function(n) { throw({forbidden: 'added while waiting'}); }"})
-    holding, release = threading.Event(), threading.Event()
-
-    def other_writer(conn: Any) -> None:
-        write_edits(conn, db, [late], new_edits=True, layer=store.layer,
-                    locked=lock_db(conn, db))
-        holding.set()
-        release.wait(10)
-
-    other = threading.Thread(target=lambda: store.engine.run(other_writer))
-    other.start()
-    assert holding.wait(10)
     answer: list[Any] = []
     writer = threading.Thread(target=lambda: answer.append(
         c.put_json(f"/{db}/raced", {"n": 1}, expect_errors=True)))
-    writer.start()
-    deadline = time.monotonic() + 10
-    while store.engine.dialect == "postgresql" and time.monotonic() < deadline:
-        with store.engine.transaction(snapshot=False) as conn:
-            waiting = sql.fetchone(conn, "SELECT count(*) FROM pg_stat_activity WHERE "
-                                   "datname = current_database() AND wait_event_type = 'Lock'")
-        if waiting and waiting[0]:
-            break
-        time.sleep(0.01)
-    else:
-        time.sleep(0.2)  # SQLite: the write queues for the file lock before it begins
-    release.set()
-    other.join(10)
+    with lock_held(store, db, [late]):
+        writer.start()
+        assert wait_for_lock_wait(store), "the PUT never waited for the lock"
     writer.join(10)
     assert answer and answer[0].status_int == 403, answer and answer[0].body
     assert answer[0].json["reason"] == "added while waiting"
