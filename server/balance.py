@@ -18,7 +18,8 @@ import os
 import struct
 import time
 
-SLOTS = 64  # workers are numbered by spawn age; slot = age % SLOTS
+SLOTS = 64  # slot = a worker's spawn age % SLOTS: two live workers share one only if one
+# outlived 64 spawns of others, and then balancing sees one of the two, which costs evenness only
 ENTRY = struct.Struct("<qqd")  # pid, open connections, monotonic time of the last publish
 TABLE = struct.Struct("<" + "qqd" * SLOTS)
 STALE_AFTER = 3.0  # seconds without a publish after which a slot's worker counts as gone
