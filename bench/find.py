@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     for field, seconds in builds:
         print(f"index build on {field}: {args.docs / seconds:,.0f} docs/s ({seconds:.1f}s)")
     rates = {r.measurement.name: r.measurement.rate for r in results}
-    print(f"eq: index / no index = {rates['find eq (index)'] / max(rates['find eq (no index)'], 1e-9):,.1f}x")
+    print(f"eq: index / no index = "
+          f"{rates['find eq (index)'] / max(rates['find eq (no index)'], 1e-9):,.1f}x")
     print(f"range: index (sorted) / no index = "
           f"{rates['find range+sort (index)'] / max(rates['find range (no index)'], 1e-9):,.1f}x")
     return 0

@@ -4,11 +4,12 @@ Usage: `.venv/bin/python bench/vdu.py [--docs 2000] [--rounds 10] [--url postgre
 Four databases take PUTs of new small documents in interleaved rounds (so disk and cache drift
 hit them alike): one without design docs written with the validation step stubbed out (the
 baseline: the write path as it was before validation existed), one without design docs through
-the real path (the price of checking for validators: one small query in the write), one with a JavaScript
-`validate_doc_update` and one with a Python one. Prints the median and p95 PUT time of each and
-the difference to the baseline, the SQL statements each PUT sent and this process's CPU time per
-PUT (figures that other load on the machine blurs less; a JavaScript function's own CPU is spent
-in its child process and shows only in the wall times). Store defaults apply (SQLite `synchronous=FULL`).
+the real path (the price of checking for validators: one small query in the write), one with a
+JavaScript `validate_doc_update` and one with a Python one. Prints the median and p95 PUT time of
+each and the difference to the baseline, the SQL statements each PUT sent and this process's CPU
+time per PUT (figures that other load on the machine blurs less; a JavaScript function's own CPU is
+spent in its child process and shows only in the wall times). Store defaults apply (SQLite
+`synchronous=FULL`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from werkzeug.test import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from settee.server import create_app  # noqa: E402
-from settee.server import validation  # noqa: E402
+from settee.server import (
+    create_app,  # noqa: E402
+    validation,  # noqa: E402
+)
 from settee.store import sqlite_url  # noqa: E402
 from settee.store.engine import Tx  # noqa: E402
 

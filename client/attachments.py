@@ -1,4 +1,4 @@
-"""Attachments as file objects: uploads streamed from any readable, downloads read as they arrive."""
+"""Attachments as file objects: uploads streamed from any readable, downloads read as they come."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`CachedDict`: a dict kept in memory and brought up to date from `_changes` (durabledict's design).
+"""`CachedDict`: a dict kept in memory, brought up to date from `_changes` (durabledict's design).
 
 Each key is a document id and its value is stored in the document through an `Encoding`. Reads
 come from memory; `sync()` applies the changes after the last seq this cache saw (the first sync

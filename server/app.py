@@ -15,12 +15,13 @@ from werkzeug.wrappers import Response
 from ..store import Store, StoreConfig
 from . import access, auth, cors
 from .errors import BadRequest, UriTooLong, error_response
-from .routes import reserved_map, url_map
 from .passwords import Hash
+from .routes import reserved_map, url_map
 from .settings import Settings, resolve
 from .wrappers import SEGMENT_SLASH, SetteeRequest, raw_segments, routing_path, unslash
 
 Handler = Callable[..., Response]
+Plan = tuple[str, tuple[tuple[str, str], ...]]  # a path shape's endpoint and argument templates
 log = logging.getLogger("settee")
 
 _STAND_IN = re.compile("\x01(\\d+)\x02")
@@ -37,7 +38,8 @@ class Settee:
             synchronous=settings.sqlite_synchronous,
             busy_timeout_ms=settings.busy_timeout_ms,
             compress_threshold=settings.compress_threshold or None,
-            pool_size=max(2, min(8, settings.threads)),  # PostgreSQL: workers x this < max_connections
+            # PostgreSQL: workers x this must stay below max_connections
+            pool_size=max(2, min(8, settings.threads)),
         ))
         self.admin_hash: Hash | None = auth.admin_hash(settings)
         self.adapter: MapAdapter = url_map.bind("settee", "/")
@@ -45,7 +47,7 @@ class Settee:
         self._static_words = frozenset(
             part for rule in url_map.iter_rules() for part in rule.rule.split("/")
             if part and "<" not in part)
-        self._plans: dict[tuple[str, tuple[str | None, ...]], tuple[str, tuple[tuple[str, str], ...]]] = {}
+        self._plans: dict[tuple[str, tuple[str | None, ...]], Plan] = {}
         self.handlers: dict[str, Handler] = {}
         for rule in url_map.iter_rules():
             module, _, name = rule.endpoint.partition(".")
@@ -88,8 +90,9 @@ class Settee:
         """The endpoint and decoded arguments for a path, through the route table.
 
         Matching depends only on the path's shape: which segments are empty, start with `_` or
-        are a fixed word of some rule (`queries`), and the others. So each shape is matched once through the
-        `Map` on a stand-in path, and the result says which segments fill which argument.
+        are a fixed word of some rule (`queries`), and the others. So each shape is matched once
+        through the `Map` on a stand-in path, and the result says which segments fill which
+        argument.
         """
         static = self._static_words
         shape = tuple(s if not s or s[0] == "_" or s in static else None for s in segments)
@@ -112,10 +115,12 @@ class Settee:
     def _match_path(self, path: str, method: str) -> tuple[str, dict[str, str]]:
         if path.startswith("/_") or path.partition("/")[2].partition("/")[2].startswith("_"):
             try:  # a reserved resource answers 405 for the wrong method, never "bad db name"
-                return self.reserved.match(path, method)  # type: ignore[no-any-return]
+                endpoint, args = self.reserved.match(path, method)
+                return str(endpoint), dict(args)
             except NotFound:
                 pass
-        return self.adapter.match(path, method)  # type: ignore[no-any-return]
+        endpoint, args = self.adapter.match(path, method)
+        return str(endpoint), dict(args)
 
 
 def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Settee:

@@ -1,10 +1,11 @@
 """Who is asking: the `UserCtx` of a request, from Basic auth, an AuthSession cookie, or neither.
 
 Order, as CouchDB's handlers: an `Authorization: Basic` header must be right (a wrong one is
-401 even on public resources, except during the admin party, where it changes nothing); else a valid `AuthSession` cookie names the user (a cookie that
-is tampered with, expired or unreadable is ignored: the request is anonymous); else the request
-is anonymous, except that while no server admin is configured a request from a loopback address
-is the "admin party" (every caller an admin, for development on one's own machine).
+401 even on public resources, except during the admin party, where it changes nothing); else a valid
+`AuthSession` cookie names the user (a cookie that is tampered with, expired or unreadable is
+ignored: the request is anonymous); else the request is anonymous, except that while no server admin
+is configured a request from a loopback address is the "admin party" (every caller an admin, for
+development on one's own machine).
 
 Password checks are PBKDF2 and deliberately slow, so three things keep them cheap and safe: a
 (user, address) pair that failed too often is refused before hashing (`lockout.py`); a bounded

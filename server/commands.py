@@ -22,9 +22,9 @@ from ..views.service import ViewSettings, service_for
 from .errors import HttpError
 from .replication import Options, Replication
 from .replication_peers import PeerError, open_peer
-from .userctx import ADMIN_ROLE, UserCtx
 from .settings import Settings
 from .transfer import Progress, open_store
+from .userctx import ADMIN_ROLE, UserCtx
 
 
 def _say(args: argparse.Namespace, text: str) -> None:

@@ -9,7 +9,8 @@ Wire formats, byte for byte as CouchDB's `chttpd_db:changes_callback/2`:
 
     normal, longpoll  {"results":[\\n<row>,\\r\\n<row>\\n],\\n"last_seq":<seq>,"pending":<n>}\\n
     continuous        <row>\\n ... {"last_seq":<seq>,"pending":<n>}\\n
-    eventsource       data: <row>\\nid: <seq>\\n\\n ...   (heartbeat: event: heartbeat\\ndata: \\n\\n)
+    eventsource       data: <row>\\nid: <seq>\\n\\n ...
+                      (heartbeat: event: heartbeat\\ndata: \\n\\n)
 
 Heartbeats are a lone newline elsewhere; a longpoll or continuous feed that starts waiting
 before it has sent anything sends one newline at once, as CouchDB does, so clients see the
@@ -146,7 +147,7 @@ def client_gone_check(environ: dict[str, Any]) -> Callable[[], bool]:
 
     def gone() -> bool:
         try:
-            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
         except BlockingIOError:
             return False
         except ValueError:  # TLS sockets refuse flags: we cannot tell

@@ -1,7 +1,8 @@
 """Value parsers for settings: text from the environment or a flag, or a native TOML value.
 
 Each parser returns the typed value or raises `ValueError` (or `TypeError`, for a TOML value of the
-wrong type) with a message that says what was expected; `settings.resolve` prefixes it with the setting's name and where the value came from.
+wrong type) with a message that says what was expected; `settings.resolve` prefixes it with the
+setting's name and where the value came from.
 """
 
 from __future__ import annotations

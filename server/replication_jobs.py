@@ -1,4 +1,4 @@
-"""The replications running in this worker process, for `_replicate` `cancel` and `_scheduler/jobs`."""
+"""Replications running in this worker process, for `_replicate` `cancel` and `_scheduler/jobs`."""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ class DeadlineSocket(socket.socket):
         return super().recv_into(buffer, nbytes, flags)
 
 
-class SetteeWorker(ThreadWorker):
+class SetteeWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no type hints
     """gthread with `DeadlineSocket` connections, balanced across workers."""
 
     board: ClassVar[Board | None] = None  # created in the master, before any worker forks

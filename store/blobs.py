@@ -144,7 +144,8 @@ class BlobWriter:
 def save(conn: Tx, blob: NewBlob, now: float) -> None:
     """Store `blob` unless it is already stored (then refresh its `touched` time)."""
     digest = blob.digest
-    reused = sql.execute(conn, "UPDATE settee_blobs SET touched = ? WHERE digest = ?", (now, digest))
+    reused = sql.execute(conn, "UPDATE settee_blobs SET touched = ? WHERE digest = ?",
+                         (now, digest))
     if not reused:
         reused = not sql.execute(
             conn,

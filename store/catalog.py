@@ -7,9 +7,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .engine import Tx
-
 from . import notify, sql
+from .engine import Tx
 from .errors import DbExists, DbNotFound
 
 

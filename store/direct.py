@@ -114,7 +114,8 @@ def _missing(ddl: object, target: object, bind: Any, **kw: Any) -> bool:
 # Created with the schema, in its transaction (under the advisory lock that serialises nodes'
 # first starts: concurrent CREATE OR REPLACE of one function fails).
 event.listen(metadata, "after_create",
-             SchemaDDL(DDL).execute_if(dialect="postgresql", callable_=_missing))
+             SchemaDDL(DDL).execute_if(  # type: ignore[no-untyped-call]  # SQLAlchemy's DDL
+                 dialect="postgresql", callable_=_missing))  # type: ignore[arg-type]
 
 _CALL = (
     f"SELECT {FUNCTION}(?::text, ?::integer, ?::integer, ?::text, ?::jsonb, ?::jsonb, "

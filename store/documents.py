@@ -107,7 +107,8 @@ class Database:
             raise NotFound("missing")
         if info.deleted:
             raise NotFound("deleted")
-        return json.loads(doc_bytes(doc_id, info.winner, body))
+        doc: dict[str, Any] = json.loads(doc_bytes(doc_id, info.winner, body))
+        return doc
 
     def get(self, doc_id: str, default: Any = None) -> Any:
         """The winning body, or `default` if the doc is missing or deleted."""

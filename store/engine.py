@@ -1,9 +1,9 @@
 """Engines for SQLite and PostgreSQL and the one nesting `transaction()` helper.
 
 SQLite: WAL, `synchronous` from settings (FULL by default, so a 201 means the write is on disk),
-`busy_timeout` and `foreign_keys` on every pooled connection, pysqlite's own BEGIN disabled and every
-write transaction opened with `BEGIN IMMEDIATE`. Writers first queue on a process lock and a file
-lock (`flock`) so that they wait in order instead of spinning on `busy_timeout`.
+`busy_timeout` and `foreign_keys` on every pooled connection, pysqlite's own BEGIN disabled and
+every write transaction opened with `BEGIN IMMEDIATE`. Writers first queue on a process lock and a
+file lock (`flock`) so that they wait in order instead of spinning on `busy_timeout`.
 
 PostgreSQL (psycopg 3): READ COMMITTED, the per-db counter row locked first by the writer, and the
 whole unit of work re-run on serialization failures and deadlocks, a bounded number of times.
@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy import event
+from sqlalchemy import MetaData, Table, event
+from sqlalchemy.engine import Engine as SaEngine  # the class below has a property named `sa`
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
@@ -75,7 +76,7 @@ class Engine:
         self.synchronous = synchronous.upper()
         self.busy_timeout_ms = busy_timeout_ms
         self.pool_size = pool_size
-        self._engine: sa.Engine | None = None
+        self._engine: SaEngine | None = None
         self._pid = 0
         self._local = threading.local()
         self._write_mutex = threading.Lock()
@@ -84,7 +85,7 @@ class Engine:
     # -- the engine -----------------------------------------------------------------------
 
     @property
-    def sa(self) -> sa.Engine:
+    def sa(self) -> SaEngine:
         """The SQLAlchemy engine of this process (rebuilt after a fork).
 
         Built once under a lock: the first requests of a fresh worker arrive on many threads at
@@ -103,7 +104,7 @@ class Engine:
                 self._pid = os.getpid()
             return self._engine
 
-    def _build(self) -> sa.Engine:
+    def _build(self) -> SaEngine:
         if self.is_sqlite:
             return self._build_sqlite()
         url = self.url
@@ -124,7 +125,7 @@ class Engine:
             connect_args={"options": options, "application_name": f"settee {os.getpid()}"},
         )
 
-    def _build_sqlite(self) -> sa.Engine:
+    def _build_sqlite(self) -> SaEngine:
         path = self.url.database
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -149,7 +150,7 @@ class Engine:
 
         return engine
 
-    def create_schema(self, metadata: sa.MetaData, tables: list[sa.Table] | None = None) -> None:
+    def create_schema(self, metadata: MetaData, tables: list[Table] | None = None) -> None:
         """Create missing tables, or only `tables` (idempotent; safe when several processes race).
 
         Concurrent first starts are serialised: on PostgreSQL by an advisory lock, on SQLite by

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .engine import Tx
-
 from . import sql
+from .engine import Tx
 from .errors import BadRequest, NotFound
 from .writes import lock_db
 
@@ -69,7 +68,8 @@ def listing(conn: Tx, dbid: int, *, start: str | None, end: str | None,
             inclusive_end: bool, descending: bool, limit: int | None,
             skip: int) -> list[LocalDoc]:
     """Local docs in raw id order for `_local_docs`."""
-    where, params = ["db_id = ?"], [dbid]
+    where = ["db_id = ?"]
+    params: list[object] = [dbid]
     lo, hi = (">=", "<=" if inclusive_end else "<")
     if descending:
         lo, hi = ("<=", ">=" if inclusive_end else ">")

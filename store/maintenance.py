@@ -89,7 +89,8 @@ def purge(conn: Tx, db_name: str, request: Mapping[str, Sequence[str]]
     live, dead = db.doc_count, db.doc_del_count
     for doc_id, revs in request.items():
         info = infos.get(doc_id)
-        gone = [r for r in dict.fromkeys(revs) if info is not None and revtree.is_leaf(info.tree, r)]
+        gone = [r for r in dict.fromkeys(revs)
+                if info is not None and revtree.is_leaf(info.tree, r)]
         purged[doc_id] = gone
         if not gone or info is None:
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -172,7 +173,8 @@ def id_range(
 def count_range(conn: Tx, dbid: int, prefix: str | None, exclude_prefix: str | None,
                 before: str | None = None, descending: bool = False) -> int:
     """How many live docs (optionally under a prefix) there are, or before an id."""
-    where, params = ["db_id = ?", "deleted = ?"], [dbid, False]
+    where = ["db_id = ?", "deleted = ?"]
+    params: list[object] = [dbid, False]
     if prefix is not None:
         where.append("doc_id >= ? AND doc_id < ?")
         params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
@@ -205,7 +207,7 @@ def changes_since(
     return [Row(r[0], r[1], bool(r[2]), r[3], r[4]) for r in sql.fetchall(conn, query, params)]
 
 
-def _bytes(value: object) -> bytes:
+def _bytes(value: Any) -> bytes:
     if value is None or isinstance(value, bytes):
         return value  # type: ignore[return-value]
     return bytes(value)  # memoryview from some drivers

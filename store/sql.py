@@ -16,7 +16,6 @@ import psycopg
 from .engine import Tx
 from .errors import BadRequest
 
-
 INSERT_CHUNK = 200
 COPY_MIN_ROWS = 50
 
@@ -184,7 +183,7 @@ def _multi_row(sql: str, n: int) -> str:
 
 
 def for_update(conn: Tx) -> str:
-    """The row-lock suffix: PostgreSQL locks the counter row; SQLite's BEGIN IMMEDIATE already did."""
+    """Row-lock suffix: PostgreSQL locks the counter row; SQLite's BEGIN IMMEDIATE already did."""
     return "" if conn.dialect == "sqlite" else " FOR UPDATE"
 
 

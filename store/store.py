@@ -6,8 +6,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from . import catalog, maintenance
-from . import direct  # noqa: F401  (its PostgreSQL function is part of the schema)
+from . import (
+    catalog,
+    direct,  # noqa: F401  (its PostgreSQL function is part of the schema)
+    maintenance,
+)
 from .commits import CommitQueue
 from .documents import Database
 from .engine import Engine

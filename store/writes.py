@@ -397,7 +397,8 @@ class Rows:
     (the database's update seq + 1, + 2, ...), their new bodies and attachment rows, the
     revisions stemmed away, and how the database's counters move."""
 
-    docs: list[tuple[str, str, str, bool, float, bool]]  # id, tree, winner, deleted, created, exists
+    # id, tree, winner, deleted, created, exists
+    docs: list[tuple[str, str, str, bool, float, bool]]
     bodies: list[tuple[str, str, bytes]]  # doc id, rev, packed body
     atts: list[tuple[Any, ...]]  # `attachments.INSERT` rows
     dropped: list[tuple[str, str]]  # doc id, rev

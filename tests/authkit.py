@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from reliability import Answer
-
 from settee.server.passwords import hash_password
 
 ADMIN, ADMIN_PASSWORD = "admin", "correct horse battery"

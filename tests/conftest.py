@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from webtest import TestApp
-
 from settee.server import create_app
 from settee.store import Store, StoreConfig, sqlite_url
+from webtest import TestApp
 
 PG_ADMIN_URL = os.environ.get("SETTEE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -18,10 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from authkit import ADMIN_AUTH, ADMIN, ADMIN_PASSWORD, add_user, basic, req, settings, \
-    with_cookie
+from authkit import ADMIN, ADMIN_AUTH, ADMIN_PASSWORD, add_user, basic, req, settings, with_cookie
 from conftest import BACKENDS, _drop_pg_database, _pg_database
-
 from settee.server import auth, create_app, sessions
 from settee.server.routes import RULES
 from settee.store import sqlite_url

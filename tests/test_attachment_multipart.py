@@ -147,11 +147,13 @@ def test_attachments_true_answers_multipart_related_to_clients_that_accept_it(
                 for h, data in parts[1:]] == [
             ('attachment; filename="a.txt"', "text/plain", "5", b"first"),
             ('attachment; filename="b.bin"', "image/png", "7", b"\x00second")]
-    res = client.get(f'/{fresh_db}/d?atts_since=["{rev1}"]', headers={"Accept": "multipart/related"})
+    res = client.get(f'/{fresh_db}/d?atts_since=["{rev1}"]',
+                     headers={"Accept": "multipart/related"})
     parts = parse_multipart(res.headers["Content-Type"], res.body)
     assert json.loads(parts[0][1])["_attachments"]["a.txt"]["stub"] is True
     assert [data for _, data in parts[1:]] == [b"\x00second"]
-    res = client.get(f'/{fresh_db}/d?atts_since=["{rev2}"]', headers={"Accept": "multipart/related"})
+    res = client.get(f'/{fresh_db}/d?atts_since=["{rev2}"]',
+                     headers={"Accept": "multipart/related"})
     assert res.content_type == "application/json"  # nothing follows: plain JSON, as CouchDB
     assert client.get(f"/{fresh_db}/d?attachments=true", headers=JSON_ONLY).content_type == \
         "application/json"

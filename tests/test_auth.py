@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from authkit import ADMIN_AUTH, add_user, basic, req, settings, user_doc
-
 from settee.server import auth, cli, create_app, serve
 from settee.server.passwords import hash_password
 from settee.server.settings import SettingError, Settings
@@ -144,8 +143,9 @@ def test_lockout_after_five_failures_per_user_and_address(secured: Any) -> None:
         assert req(secured, "GET", "/", headers=basic("bob", "guess")).status == 401
     locked = req(secured, "GET", "/", headers=basic("bob", "bob-password"))
     assert locked.status == 403
-    assert locked.json() == {"error": "forbidden", "reason":
-                             "Account is temporarily locked due to multiple authentication failures"}
+    assert locked.json() == {
+        "error": "forbidden",
+        "reason": "Account is temporarily locked due to multiple authentication failures"}
     session = req(secured, "POST", "/_session", {"name": "bob", "password": "bob-password"})
     assert session.status == 403 and "Set-Cookie" not in session.headers
     other = req(secured, "GET", "/", headers=basic("bob", "bob-password"), remote="10.2.2.2")
@@ -282,8 +282,8 @@ def test_listing_users_is_for_admins(open_users: Any, path: str, status: int, re
 def test_duplicate_roles_keys_cannot_escalate(open_users: Any) -> None:
     bob = basic("bob", "bob-password")
     doc = req(open_users, "GET", "/_users/org.couchdb.user:bob", headers=bob).json()
-    body = ('{"_id": "org.couchdb.user:bob", "_rev": "%s", "name": "bob", "type": "user", '
-            '"roles": ["_admin"], "roles": []}' % doc["_rev"])
+    body = ('{"_id": "org.couchdb.user:bob", "_rev": "' + doc["_rev"] + '", "name": "bob", '
+            '"type": "user", "roles": ["_admin"], "roles": []}')
     answer = req(open_users, "PUT", "/_users/org.couchdb.user:bob", body, bob)
     assert answer.status == 400 and answer.json()["error"] == "bad_request"
     sec = '{"admins": {"names": ["bob"]}, "admins": {"names": []}}'
@@ -321,7 +321,8 @@ def test_members_cannot_write_design_docs_by_any_path(secured: Any) -> None:
         answer = req(secured, method, path, body, bob,
                      content_type="text/plain" if body == "hi" else None)
         assert answer.status == 403, (method, path, answer.body)
-        assert answer.json() == {"error": "forbidden", "reason": "You are not a db or server admin."}
+        assert answer.json() == {"error": "forbidden",
+                                 "reason": "You are not a db or server admin."}
     assert req(secured, "GET", "/box", headers=ADMIN_AUTH).json()["update_seq"] == seq
     assert req(secured, "POST", "/box", {"_id": "plain"}, bob).status == 201
     assert req(secured, "PUT", "/box/_design/x", ddoc, basic("boss", "boss-password")).status == 201

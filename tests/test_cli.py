@@ -101,7 +101,8 @@ def test_flags_beat_environment_beat_file_beat_defaults(served: Served, tmp_path
         (2, 3, 1234, "./data")
     options = serve.gunicorn_options(settings)
     assert options["workers"] == 2 and options["threads"] == 3
-    assert options["worker_class"] == "settee.server.worker.SetteeWorker" and options["limit_request_line"] == 8190
+    assert (options["worker_class"] == "settee.server.worker.SetteeWorker"
+            and options["limit_request_line"] == 8190)
     assert options["accesslog"] is None  # settee writes its own access log
 
 

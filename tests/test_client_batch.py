@@ -16,7 +16,7 @@ from settee.client import (
     NotFound,
     Server,
 )
-from test_client import BACKENDS, counting, missing, need, new_name, settee_server
+from test_client import BACKENDS, counting, need, new_name, settee_server
 
 pytestmark = pytest.mark.live
 NAME = "batch"

@@ -1,4 +1,4 @@
-"""Database endpoints as CouchDB 3.x answers them: create, describe, delete, POST a doc, settings."""
+"""Database endpoints as in CouchDB 3.x: create, describe, delete, POST a doc, settings."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ EMPTY_REV = "1-967a00dff5e02add41819138abb3284d"
 def _illegal(name: str) -> dict[str, str]:
     return {"error": "illegal_database_name",
             "reason": f"Name: '{name}'. Only lowercase characters (a-z), digits (0-9), and any of "
-                      "the characters _, $, (, ), +, -, and / are allowed. Must begin with a letter."}
+                      "the characters _, $, (, ), +, -, and / are allowed. "
+                      "Must begin with a letter."}
 
 
 # -- PUT /{db} -----------------------------------------------------------------------------------

@@ -13,12 +13,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
+from conftest import Client
+from lockkit import lock_held, wait_for_lock_wait
 from settee.store import Store, StoreConfig, catalog, direct, make_edit, sql, writes
 from settee.store.layers import build_stack
 from settee.store.writes import DESIGN, DESIGN_END, Edit, Prepared
-
-from conftest import Client
-from lockkit import lock_held, wait_for_lock_wait
 
 pytestmark = pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
 
@@ -100,8 +99,8 @@ def test_a_direct_write_stores_the_rows_a_transaction_stores(
                 results = _direct(store, name, _prepare(store, name, edits, new_edits))
                 assert (results is not None) == stored
             if name == "txn" or not stored:
-                results = store.engine.run(lambda tx, e=edits, ne=new_edits: writes.write_edits(
-                    tx, name, e, new_edits=ne, layer=store.layer))
+                results = store.engine.run(lambda tx, e=edits, ne=new_edits, n=name: (
+                    writes.write_edits(tx, n, e, new_edits=ne, layer=store.layer)))
             assert results is not None and all(r.ok for r in results)
             revs.update({r.id: r.rev for r in results if r.rev is not None})
     stored = _rows(store, "direct")

@@ -1,4 +1,4 @@
-"""Document endpoints as CouchDB 3.x answers them: revs, ETags, conflicts, meta queries, ids, bodies."""
+"""Document endpoints as in CouchDB 3.x: revs, ETags, conflicts, meta queries, ids, bodies."""
 
 from __future__ import annotations
 

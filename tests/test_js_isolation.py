@@ -23,7 +23,8 @@ TOKEN = base64.b64encode(b"admin:s3cret-pw").decode()
 AUTH = {"Authorization": f"Basic {TOKEN}"}
 
 LEAKY_VDU = """function(newDoc) {
-  if (newDoc.probe) throw({forbidden: typeof leak === 'undefined' ? 'clean' : JSON.stringify(leak)});
+  if (newDoc.probe)
+    throw({forbidden: typeof leak === 'undefined' ? 'clean' : JSON.stringify(leak)});
   globalThis.leak = newDoc;
 }"""
 LEAKY_FILTER = """function(doc, req) {

@@ -32,8 +32,8 @@ from live import LiveServer
 
 pytestmark = pytest.mark.live
 
-SYNC_STEPS = ["setup", "create", "odd-ids", "update", "delete", "conflicts", "resolve", "attachments",
-              "final"]
+SYNC_STEPS = ["setup", "create", "odd-ids", "update", "delete", "conflicts", "resolve",
+              "attachments", "final"]
 HTTP_STEPS = ["crud", "bulkget-revsdiff", "attachments", "changes-live", "query", "big-attachments",
               "destroy"]
 NANO_STEPS = ["db", "doc", "bulk", "view", "changes", "changes-reader", "attachments", "server",

@@ -1,4 +1,4 @@
-"""Large writes worked out before the lock (`writes.prepare`): used only while what they read stands.
+"""Large writes prepared before the lock (`writes.prepare`): used only while what they read stands.
 
 Each test prepares a write, lets something change (or not) between the prepare and the locked
 write, as a concurrent writer would, and checks the outcome is the one a write worked out under

@@ -197,8 +197,9 @@ def test_open_feeds_keep_latency(
     figure(backend, "/_up and doc GET p99 with open feeds (ms)", round(p99, 1), mode="max")
     figure(backend, "long-poll wake p99 with open feeds (ms)", round(wake_p99, 1), mode="max")
     figure(backend, "long-polls ended early for want of a feed slot", early[0])
-    print(f"\n{backend}: {early[0]} early ends; {len(latencies)} probes p99 {p99:.1f} ms; {len(wakes)}/{LONGPOLLS} "
-          f"long-polls woke, p99 {wake_p99:.1f} ms; {continuous_seen}/{CONTINUOUS} continuous")
+    print(f"\n{backend}: {early[0]} early ends; {len(latencies)} probes p99 {p99:.1f} ms; "
+          f"{len(wakes)}/{LONGPOLLS} long-polls woke, p99 {wake_p99:.1f} ms; "
+          f"{continuous_seen}/{CONTINUOUS} continuous")
     if sampler is not None:
         figure(backend, "most pooled PG connections of one worker", sampler.per_worker,
                mode="max")

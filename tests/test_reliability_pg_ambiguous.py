@@ -4,11 +4,11 @@ The app reaches PostgreSQL through a small TCP proxy in this test. Armed, the pr
 connection at the next statement that commits a write: the `COMMIT` of a transaction that wrote,
 or a call of the write function (`store.direct`), which commits as it returns. It cuts either
 before forwarding it (PostgreSQL rolls the write back, or never runs it) or after forwarding it
-and letting PostgreSQL commit, dropping only the reply. To the app both look the same: the connection died during COMMIT, and it cannot know
-whether the write happened. The client must then get an error (5xx), never a 201; the write
-must be whole or absent (a `_bulk_docs` all or nothing); a re-read tells which; a retry of the
-same edit gets 201 or 409 and ends at the rev the edit computes (revs are content hashes), with
-one leaf, never two; the next request on the app works.
+and letting PostgreSQL commit, dropping only the reply. To the app both look the same: the
+connection died during COMMIT, and it cannot know whether the write happened. The client must then
+get an error (5xx), never a 201; the write must be whole or absent (a `_bulk_docs` all or nothing);
+a re-read tells which; a retry of the same edit gets 201 or 409 and ends at the rev the edit
+computes (revs are content hashes), with one leaf, never two; the next request on the app works.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`POST /_replicate` one-shot, in-process on every backend: copies, checkpoints, options, errors."""
+"""`POST /_replicate` one-shot, in-process on each backend: copies, checkpoints, options, errors."""
 
 from __future__ import annotations
 

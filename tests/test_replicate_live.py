@@ -1,4 +1,4 @@
-"""Continuous replication and `_scheduler/jobs` in-process, then two live settee servers over HTTP."""
+"""Continuous replication and `_scheduler/jobs` in-process, then two live servers over HTTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mango selectors: every operator, CouchDB's normalization, its error reasons, and a model check."""
+"""Mango selectors: every operator, CouchDB's normalization, its error reasons and a model check."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def matches(selector: dict[str, Any], doc: dict[str, Any] = DOC) -> bool:
     ({"name": {"$regex": "^n"}}, False), ({"age": {"$regex": "3"}}, False),
     ({"name": {"$beginsWith": "An"}}, True), ({"name": {"$beginsWith": "an"}}, False),
     ({"age": {"$beginsWith": "3"}}, False),
-    ({"tags": {"$size": 3}}, True), ({"tags": {"$size": 2}}, False), ({"name": {"$size": 3}}, False),
+    ({"tags": {"$size": 3}}, True), ({"tags": {"$size": 2}}, False),
+    ({"name": {"$size": 3}}, False),
     ({"tags": {"$all": ["c", "a"]}}, True), ({"tags": {"$all": ["a", "z"]}}, False),
     ({"tags": {"$all": []}}, False), ({"tags": {"$all": [["a", "b", "c"]]}}, True),
     ({"nums": {"$all": [1.0]}}, False),             # exact term equality: 1 and 1.0 differ
@@ -63,10 +64,13 @@ def matches(selector: dict[str, Any], doc: dict[str, Any] = DOC) -> bool:
     ({"empty": {"$elemMatch": {"$exists": True}}}, False),
     ({"nums": {"$allMatch": {"$gt": 0}}}, True), ({"nums": {"$allMatch": {"$gt": 1}}}, False),
     ({"empty": {"$allMatch": {"$gt": 0}}}, False),
-    ({"map": {"$keyMapMatch": {"$eq": "zz"}}}, True), ({"map": {"$keyMapMatch": {"$eq": "q"}}}, False),
-    ({"$and": [{"name": "Ann"}, {"age": 30}]}, True), ({"$and": [{"name": "Ann"}, {"age": 1}]}, False),
+    ({"map": {"$keyMapMatch": {"$eq": "zz"}}}, True),
+    ({"map": {"$keyMapMatch": {"$eq": "q"}}}, False),
+    ({"$and": [{"name": "Ann"}, {"age": 30}]}, True),
+    ({"$and": [{"name": "Ann"}, {"age": 1}]}, False),
     ({"$and": []}, True), ({"$or": []}, True),
-    ({"$or": [{"name": "Bob"}, {"age": 30}]}, True), ({"$or": [{"name": "Bob"}, {"age": 1}]}, False),
+    ({"$or": [{"name": "Bob"}, {"age": 30}]}, True),
+    ({"$or": [{"name": "Bob"}, {"age": 1}]}, False),
     ({"$nor": [{"name": "Bob"}, {"age": 1}]}, True), ({"$nor": [{"name": "Ann"}]}, False),
     ({"$not": {"name": "Bob"}}, True), ({"$not": {"name": "Ann"}}, False),
     ({"name": {"$not": {"$eq": "Bob"}}}, True),

@@ -1,4 +1,4 @@
-"""Server endpoints as CouchDB 3.x answers them: `/`, `/_up`, `/_all_dbs`, `/_dbs_info`, `/_uuids`."""
+"""Server endpoints as in CouchDB 3.x: `/`, `/_up`, `/_all_dbs`, `/_dbs_info`, `/_uuids`."""
 
 from __future__ import annotations
 
@@ -239,9 +239,8 @@ def test_location_is_sent_as_built_and_non_ascii_ones_are_still_encoded() -> Non
 def test_query_args_answer_get_as_werkzeug_does() -> None:
     """`QueryArgs.get` skips werkzeug's exception for an absent name and otherwise behaves the
     same: the first value, `type` conversion, the default when absent or not convertible."""
-    from werkzeug.test import EnvironBuilder
-
     from settee.server.wrappers import QueryArgs, SetteeRequest
+    from werkzeug.test import EnvironBuilder
 
     args = SetteeRequest(EnvironBuilder(path="/db/x?a=1&a=2&n=3&b=x&e=").get_environ()).args
     assert isinstance(args, QueryArgs)

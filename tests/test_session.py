@@ -8,9 +8,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from authkit import ADMIN, ADMIN_AUTH, ADMIN_PASSWORD, add_user, basic, cookie_of, req, \
-    settings, with_cookie
-
+from authkit import (
+    ADMIN,
+    ADMIN_AUTH,
+    ADMIN_PASSWORD,
+    add_user,
+    basic,
+    cookie_of,
+    req,
+    settings,
+    with_cookie,
+)
 from settee.server import auth, create_app, sessions
 
 
@@ -99,11 +107,13 @@ def test_cookie_authenticates_and_get_session_reports_it(secured: tuple[Any, Clo
 def test_wrong_password_and_unknown_user_get_the_same_401(secured: tuple[Any, Clock]) -> None:
     app, _ = secured
     wrong = req(app, "POST", "/_session", {"name": "bob", "password": "nope"})
-    unknown = req(app, "POST", "/_session", {"name": "nobody", "password": "nope"}, remote="10.0.0.2")
+    unknown = req(app, "POST", "/_session", {"name": "nobody", "password": "nope"},
+                  remote="10.0.0.2")
     empty = req(app, "POST", "/_session", {}, remote="10.0.0.3")
     for answer in (wrong, unknown, empty):
         assert answer.status == 401
-        assert answer.json() == {"error": "unauthorized", "reason": "Name or password is incorrect."}
+        assert answer.json() == {"error": "unauthorized",
+                                 "reason": "Name or password is incorrect."}
         assert "Set-Cookie" not in answer.headers
 
 

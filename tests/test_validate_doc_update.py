@@ -229,7 +229,8 @@ def test_every_function_must_pass_and_changes_apply_at_once(c: Client, db: str) 
     ddoc = {"validate_doc_update": "function(n) { if (n.b) throw({forbidden: 'second'}); }"}
     rev = c.put_json(f"/{db}/_design/two", ddoc, status=201).json["rev"]
     assert c.put_json(f"/{db}/m", {"b": 1}, status=403).json["reason"] == "second"
-    ddoc = {"_rev": rev, "validate_doc_update": "function(n) { if (n.b) throw({forbidden: 'v2'}); }"}
+    ddoc = {"_rev": rev,
+            "validate_doc_update": "function(n) { if (n.b) throw({forbidden: 'v2'}); }"}
     rev = c.put_json(f"/{db}/_design/two", ddoc, status=201).json["rev"]
     assert c.put_json(f"/{db}/m", {"b": 1}, status=403).json["reason"] == "v2"
     c.delete(f"/{db}/_design/two?rev={rev}", status=200)

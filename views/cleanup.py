@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..store import reads
@@ -70,6 +71,6 @@ def cleanup(service: ViewService, db_name: str) -> int:
         unused = [s.id for s in storage.all_indexes(conn, dbid) if s.signature not in used]
     for index_id in unused:
         # Page by page, each its own short write, so the write lock is never held for long.
-        while not engine.run(lambda conn, i=index_id: storage.delete_index(conn, i), write=True):
+        while not engine.run(partial(storage.delete_index, index_id=index_id), write=True):
             pass
     return len(unused)

@@ -2,12 +2,13 @@
 
 A design doc holds views under `views` (`{"name": {"map": ..., "reduce": ..., "options": ...}}`),
 a `language` (`javascript` by default, `python` for operator-registered functions, `query` for
-Mango, whose maps are objects naming the indexed fields, kept here as their JSON text), and ddoc-wide `options` (`include_design`, `local_seq`). Each view is indexed on its own,
-under a signature: the md5 of everything that decides its rows and reductions (language, map,
-reduce, effective options, for JavaScript the `views.lib` modules a map can `require`, and the
-versions of settee's key encoding and of ICU's collation). Editing a ddoc so that a view keeps its
-signature keeps that view's index; a view whose signature changes gets a new index beside the old
-one, which `_view_cleanup` later drops. Identical views share one index.
+Mango, whose maps are objects naming the indexed fields, kept here as their JSON text), and
+ddoc-wide `options` (`include_design`, `local_seq`). Each view is indexed on its own, under a
+signature: the md5 of everything that decides its rows and reductions (language, map, reduce,
+effective options, for JavaScript the `views.lib` modules a map can `require`, and the versions of
+settee's key encoding and of ICU's collation). Editing a ddoc so that a view keeps its signature
+keeps that view's index; a view whose signature changes gets a new index beside the old one, which
+`_view_cleanup` later drops. Identical views share one index.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from . import delta, mapper, storage
@@ -62,7 +63,7 @@ def current(service: ViewService, db_name: str, views: Sequence[ViewDef]) -> Sna
         missing = [s for s in sigs if s not in states]
         if not missing:
             return Snapshot(states, dbid, db_seq)
-        engine.run(lambda conn, d=dbid, m=missing: storage.create_indexes(conn, d, m))
+        engine.run(partial(storage.create_indexes, dbid=dbid, signatures=missing))
 
 
 @dataclass

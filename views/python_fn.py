@@ -60,4 +60,5 @@ class Registry:
             if not callable(fn):
                 raise DesignError(500, "invalid_design_doc", f"{path!r} is not callable")
             self._cache[path] = fn
-        return fn
+        loaded: Callable[..., Any] = fn
+        return loaded

@@ -246,7 +246,9 @@ def _local_answer(app: Settee, db: str, query: RangeQuery) -> bytes:
     with app.store.engine.transaction() as conn:
         dbid = reads.db_id(conn, db)
         start, end = _bounds(query)
-        strip = (lambda k: k[len(prefix):] if k is not None and k.startswith(prefix) else k)
+
+        def strip(key: str | None) -> str | None:
+            return key[len(prefix):] if key is not None and key.startswith(prefix) else key
         docs = local.listing(conn, dbid, start=strip(start), end=strip(end),
                              inclusive_end=query.inclusive_end, descending=query.descending,
                              limit=query.limit, skip=query.skip)

@@ -3,8 +3,9 @@
 As `chttpd_db:db_attachment_req/4`: a PUT names the revision it replaces with `?rev=` or `If-Match`
 (none creates the document, or recreates a deleted one), keeps that revision's body and other
 attachments and puts the new one first; a DELETE drops one. A GET streams the bytes of the
-winning (or `?rev=`) revision with the stored `Content-Type`, `ETag: "<base64 md5>"`, `If-None-Match`
-and single or multiple `Range`s. The body of a PUT is read whole before any transaction opens.
+winning (or `?rev=`) revision with the stored `Content-Type`, `ETag: "<base64 md5>"`,
+`If-None-Match` and single or multiple `Range`s. The body of a PUT is read whole before any
+transaction opens.
 
 Every answer here, errors included, carries `Content-Security-Policy: sandbox` and
 `X-Content-Type-Options: nosniff`, so stored HTML or SVG can never run as the server's origin
@@ -29,10 +30,10 @@ from ...store.render import strip_attachments
 from ...store.revisions import parse_rev
 from ...store.validate import validate_doc_id
 from ...store.writes import Edit, WriteResult
+from .. import validation
 from ..docview import rev_from
 from ..errors import BadContentType, HttpError, error_response
 from ..multipart import Part, StreamResponse, framed, safe_header
-from .. import validation
 from ..uploads import Md5Mismatch, max_attachment_size, spool_body
 from ..wrappers import SetteeRequest, json_response, location, quoted
 
@@ -112,7 +113,7 @@ def _get(request: SetteeRequest, database: Database, docid: str, att: str) -> Re
         parse_rev(rev)
     meta = database.attachment(docid, att, rev)
     tag = etag(meta)
-    request.if_none_match(tag)
+    request.not_modified_if_none_match(tag)
     headers = {"ETag": tag, "Cache-Control": "must-revalidate", "Accept-Ranges": "bytes"}
     content_type = safe_header(meta.content_type)
     ranges = byte_ranges(request.headers.get("Range"), meta.length)

@@ -48,7 +48,7 @@ def changes(app: Settee, request: SetteeRequest, db: str) -> Response:
     waiting = None
     if query.feed == "normal":
         etag = _etag(f"{start.instance}:{start.update_seq}", request)
-        request.if_none_match(etag)
+        request.not_modified_if_none_match(etag)
         headers["ETag"] = etag
     else:
         waiting = _waiting(app, request)
@@ -67,7 +67,7 @@ def db_updates(app: Settee, request: SetteeRequest) -> Response:
     waiting = None
     if query.feed == "normal":
         etag = _etag(f"db_updates:{source.last_seq()}", request)
-        request.if_none_match(etag)
+        request.not_modified_if_none_match(etag)
         headers["ETag"] = etag
     else:
         waiting = _waiting(app, request)

@@ -100,7 +100,7 @@ def get_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Respons
     headers = {}
     if not found.has_meta:
         headers["ETag"] = quoted(found.rev)
-        request.if_none_match(headers["ETag"])
+        request.not_modified_if_none_match(headers["ETag"])
     if found.follows:
         content_type, length, chunks = related_body(app, db, found)
         return StreamResponse(chunks(), length, status=200, headers=headers,
@@ -267,7 +267,7 @@ def local_doc(app: Settee, request: SetteeRequest, db: str, docid: str) -> Respo
         found = store_db.local_get(docid)
         current = f"0-{found.rev}"
         etag = _local_etag(full_id, current, found.body)
-        request.if_none_match(etag)
+        request.not_modified_if_none_match(etag)
         return json_response(doc_bytes(full_id, current, found.body), headers={"ETag": etag})
     if request.method == "PUT":
         body = _doc_body(app, request, full_id)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from werkzeug.wrappers import Response
 
 from ...views.design import DesignError
-from ...views.mango import cursor, explain as explaining, manage, planner
+from ...views.mango import cursor, manage, planner
+from ...views.mango import explain as explaining
 from ...views.mango.errors import MangoError, bad, invalid_key, missing_key
 from ...views.mango.indexes import request_index
 from ...views.mango.query import FindQuery, parse_find, parse_use_index
@@ -121,7 +123,7 @@ def bulk_delete(app: Settee, request: SetteeRequest, db: str) -> Response:
     fail: list[dict[str, Any]] = []
     for given in ids:
         ddoc_id = given if given.startswith("_design/") else "_design/" + given
-        if _http(lambda: manage.delete_index(app.store, db, ddoc_id, None, None)):
+        if _http(partial(manage.delete_index, app.store, db, ddoc_id, None, None)):
             success.insert(0, {"id": ddoc_id, "ok": True})
         else:
             fail.insert(0, {"id": ddoc_id, "error": "not_found"})

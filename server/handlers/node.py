@@ -84,9 +84,11 @@ def stats_json(families: Iterable[Metric]) -> dict[str, Any]:
         "couchdb": {
             "httpd": {"requests": _counter(sum(by_method.values()), "number of HTTP requests")},
             "httpd_request_methods": {
-                m: _counter(n, f"number of HTTP {m} requests") for m, n in sorted(by_method.items())},
+                m: _counter(n, f"number of HTTP {m} requests")
+                for m, n in sorted(by_method.items())},
             "httpd_status_codes": {
-                s: _counter(n, f"number of HTTP {s} responses") for s, n in sorted(by_status.items())},
+                s: _counter(n, f"number of HTTP {s} responses")
+                for s, n in sorted(by_status.items())},
             "request_time": _histogram(buckets, total_seconds),
         },
         "settee": {

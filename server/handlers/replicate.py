@@ -1,4 +1,4 @@
-"""Replication endpoints: `POST /_replicate` (one-shot, continuous, cancel) and `_scheduler/jobs`."""
+"""Replication endpoints: `POST /_replicate` (one-shot, continuous, cancel), `_scheduler/jobs`."""
 
 from __future__ import annotations
 

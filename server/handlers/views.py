@@ -83,7 +83,7 @@ def view(app: Settee, request: SetteeRequest, db: str, ddoc: str, view: str) -> 
     service = _service(app)
     prepared = _http(lambda: answer.prepare(service, db, ddoc, view, query))
     try:
-        request.if_none_match(prepared.etag)
+        request.not_modified_if_none_match(prepared.etag)
     except HttpError:
         if prepared.after is not None:  # `update=lazy` refreshes even when nothing is sent
             prepared.after()

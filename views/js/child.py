@@ -24,7 +24,7 @@ from collections import OrderedDict
 from typing import Any, BinaryIO
 
 import orjson
-import quickjs  # type: ignore[import-untyped]
+import quickjs
 
 from .driver import DRIVER_JS
 

@@ -68,6 +68,7 @@ class ReduceOverflow(JsFailure):
 def _describe(value: Any) -> str:
     if isinstance(value, dict):
         for key in ("forbidden", "unauthorized"):
-            if isinstance(value.get(key), str):
-                return value[key]
+            reason = value.get(key)
+            if isinstance(reason, str):
+                return reason
     return repr(value)

@@ -176,7 +176,8 @@ def _collect(service: ViewService, query: FindQuery, match: Callable[[Any], bool
         if skip:
             skip -= 1
             continue
-        out.append(dumps(extract_fields(doc, fields)) if fields is not None else text)
+        out.append(dumps(extract_fields(doc, fields)) if doc is not None and fields is not None
+                   else text)
         stats.results += 1
         if len(out) >= limit:
             break

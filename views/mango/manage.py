@@ -37,7 +37,7 @@ def create_index(store: Store, db_name: str, req: IndexRequest) -> str:
             if body.get("language", "javascript") != "query":
                 raise bad("invalid_ddoc_lang", "Existing design doc has an invalid language: "
                           f'<<"{body.get("language", "javascript")}">>')
-        views = body.get("views") if isinstance(body.get("views"), dict) else {}
+        views: dict[str, Any] = body["views"] if isinstance(body.get("views"), dict) else {}
         if views.get(req.name) == req.view:
             return "exists"
         body["views"] = {**views, req.name: req.view}

@@ -23,8 +23,15 @@ from typing import Any
 from .errors import NO_SORT_INDEX, bad
 from .indexes import ALL_DOCS, MangoIndex
 from .query import FindQuery
-from .ranges import EMPTY, FULL, Range, field_ranges, has_required_fields, indexable_fields
-from .ranges import is_constant_field
+from .ranges import (
+    EMPTY,
+    FULL,
+    Range,
+    field_ranges,
+    has_required_fields,
+    indexable_fields,
+    is_constant_field,
+)
 
 
 @dataclass
@@ -50,7 +57,7 @@ class Plan:
         out: dict[str, Any] = {}
         if self.index.special or not self.ranges:
             return out
-        for col, (lop, low, hop, high) in zip(self.index.columns, self.ranges):
+        for col, (lop, low, hop, _high) in zip(self.index.columns, self.ranges):
             if lop != "$eq" or hop != "$eq":
                 break
             if col != "_id":

@@ -142,7 +142,7 @@ def has_required_fields(sel: dict[str, Any], required: list[str]) -> bool:
 
 
 def _remainder(sels: list[dict[str, Any]], required: list[str]) -> list[str]:
-    for i, sel in enumerate(sels):
+    for sel in sels:
         if not required:
             return []
         (op, arg), = sel.items()
@@ -169,14 +169,14 @@ def is_constant_field(sel: dict[str, Any], name: str) -> bool:
     if op == "$and":
         return any(is_constant_field(a, name) for a in arg)
     if op == name and isinstance(arg, dict) and len(arg) == 1:
-        return next(iter(arg)) == "$eq"
+        return bool(next(iter(arg)) == "$eq")
     return False
 
 
 def start_values(ranges: list[Range]) -> list[Any]:
     """The start key of a scan over the leading columns (`mango_idx_view:start_key/1`)."""
     out = []
-    for lop, low, _, _ in ranges:
+    for _lop, low, _, _ in ranges:
         if low is MIN:
             break
         out.append(low)
@@ -186,7 +186,7 @@ def start_values(ranges: list[Range]) -> list[Any]:
 def end_values(ranges: list[Range]) -> list[Any]:
     """The end key's values before CouchDB's `<MAX>` (`mango_idx_view:end_key/1`)."""
     out = []
-    for _, _, hop, high in ranges:
+    for _, _, _hop, high in ranges:
         if high is MAX:
             break
         out.append(high)
