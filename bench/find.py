@@ -28,11 +28,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from eventloop import Outcome
 from http1 import Connection, Request, Response, Target
-from loadgen import ClientSettings, Measurement, measure
+from loadgen import ClientSettings, Measurement, Workload, measure
 from report import Result, RunInfo, table
 from serve import SETTEE_WORKER, Gunicorn, GunicornSettings
 from workloads import HelloGet
@@ -80,7 +81,7 @@ class _FindSession:
         return []
 
 
-def _post(target: Target, path: str, body: object, method: str = "POST") -> dict:
+def _post(target: Target, path: str, body: object, method: str = "POST") -> dict[str, Any]:
     conn = Connection(target, timeout=600)
     try:
         response = conn.request(method, path, orjson.dumps(body) if body is not None else None)
@@ -88,7 +89,8 @@ def _post(target: Target, path: str, body: object, method: str = "POST") -> dict
         conn.close()
     if response.status >= 300:
         raise RuntimeError(f"{method} {path} -> {response.status} {response.body[:300]!r}")
-    return orjson.loads(response.body)  # type: ignore[no-any-return]
+    answer: dict[str, Any] = orjson.loads(response.body)
+    return answer
 
 
 def _say(message: str) -> None:
@@ -111,11 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     client = ClientSettings(procs=args.client_procs, timeout=120)
     groups = max(1, args.docs // 100)
 
-    def timed(workload: object, target: Target, clients: int, count: int,
+    def timed(workload: Workload, target: Target, clients: int, count: int,
               duration: float) -> Measurement:
-        _say(f"measuring {workload.name}: {clients} connections, {duration:g}s")  # type: ignore
+        _say(f"measuring {workload.name}: {clients} connections, {duration:g}s")
         m = measure(workload, target, clients=clients, count=count, duration=duration,
-                    settings=client)  # type: ignore[arg-type]
+                    settings=client)
         _say(f"  {m.rate:,.0f} {m.unit} ({m.items:,} in {m.seconds:.2f}s, {m.errors} errors)")
         if m.errors:
             _say(f"  e.g. {m.samples[:2]}")

@@ -111,7 +111,7 @@ def main() -> None:
                 cpu[name] += time.process_time() - cpu_start
                 statements[name] += STATEMENTS[0] - before
                 assert resp.status_code == 201, resp.get_data()
-    validation.write = real_write  # type: ignore[assignment]
+    validation.write = real_write
     base = statistics.median(times["baseline (no check)"])
     backend = "PostgreSQL" if args.url else "SQLite (synchronous=FULL)"
     print(f"single-doc PUT, {per_round * args.rounds} per database, {backend}")

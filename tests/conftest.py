@@ -98,7 +98,7 @@ def store(store_url: str) -> Iterator[Store]:
     s.close()
 
 
-class Client(TestApp):
+class Client(TestApp):  # type: ignore[misc]  # webtest has no type hints: TestApp is Any
     """webtest's client, plus the raw request URI settee routes on (as gunicorn gives it)."""
 
     def do_request(self, req: Any, status: Any = None, expect_errors: Any = None) -> Any:

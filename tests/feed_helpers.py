@@ -40,7 +40,10 @@ def rows(client: Client, db: str, query: str = "") -> list[dict[str, Any]]:
 
 def later(seconds: float, fn: Any) -> threading.Thread:
     """Run `fn` on another thread after `seconds` (a write while a feed waits)."""
-    thread = threading.Thread(target=lambda: (time.sleep(seconds), fn()), daemon=True)
+    def run() -> None:
+        time.sleep(seconds)
+        fn()
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
 

@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -35,7 +36,7 @@ STEP_LINE = re.compile(r"^STEP (\S+) (ok|FAILED|SKIPPED|KNOWN-BUG|UNEXPECTED-PAS
 _installed: bool = False
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     """Fail under CI, skip elsewhere."""
     if IN_CI:
         pytest.fail(f"npm clients unavailable under CI: {reason}", pytrace=False)
@@ -53,7 +54,7 @@ def node_binary() -> str:
     node = shutil.which("node")
     if node is None:
         _unavailable("`node` is not on PATH (install Node.js 18 or newer)")
-    return node  # type: ignore[return-value]
+    return node
 
 
 def ensure_installed() -> None:

@@ -333,7 +333,7 @@ class StoreView:
                 "bodies": {f"{d} {r}": b for (d, r), b in self.bodies(db["id"]).items()},
                 "atts": self.atts(db["id"]), "views": self.views(db["id"])}
 
-    def atts(self, db_id: int) -> dict[str, tuple[Any, ...]]:
+    def atts(self, db_id: int) -> dict[str, list[Any]]:
         """'doc rev name' -> the attachment row (ord, type, digest, length, revpos, encoding)."""
         return {f"{d} {r} {n}": rest for d, r, n, *rest in (tuple(row) for row in self.rows(
             "SELECT doc_id, rev, name, ord, content_type, digest, length, revpos, encoding "

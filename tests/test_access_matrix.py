@@ -27,7 +27,7 @@ from settee.store import sqlite_url
 KINDS = ("default", "private", "public")
 WHO = ("anonymous", "wrong_password", "expired_cookie", "outsider", "member_name",
        "member_role", "db_admin", "server_admin")
-SECURITY = {
+SECURITY: dict[str, dict[str, Any]] = {
     "private": {"admins": {"names": ["dbadmin"], "roles": []},
                 "members": {"names": ["mname"], "roles": ["readers"]}},
     "public": {"admins": {"names": ["dbadmin"], "roles": []},

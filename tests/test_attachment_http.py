@@ -56,7 +56,7 @@ def test_put_with_rev_or_if_match_keeps_the_body_and_puts_the_new_one_first(
         client: Client, fresh_db: str) -> None:
     rev1 = client.put_json(f"/{fresh_db}/doc", {"title": "t", "n": 1.0}).json["rev"]
     rev2 = _put(client, f"/{fresh_db}/doc/a?rev={rev1}", b"A").json["rev"]
-    rev3 = _put(client, f"/{fresh_db}/doc/b", b"B", "image/png",
+    rev3 = _put(client, f"/{fresh_db}/doc/b", b"B", "image/png", status=201,
                 **{"If-Match": f'"{rev2}"'}).json["rev"]
     doc = client.get(f"/{fresh_db}/doc").json
     assert doc["_rev"] == rev3 and doc["title"] == "t" and doc["n"] == 1.0
@@ -108,7 +108,7 @@ def test_put_on_a_deleted_document_recreates_it(client: Client, fresh_db: str) -
 
 def test_gzip_encoded_upload_is_stored_decoded(client: Client, fresh_db: str) -> None:
     import gzip
-    _put(client, f"/{fresh_db}/doc/z.txt", gzip.compress(TEXT * 100),
+    _put(client, f"/{fresh_db}/doc/z.txt", gzip.compress(TEXT * 100), status=201,
          **{"Content-Encoding": "gzip"})
     got = client.get(f"/{fresh_db}/doc/z.txt")
     assert got.body == TEXT * 100 and "Content-Encoding" not in got.headers

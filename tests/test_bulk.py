@@ -186,6 +186,7 @@ def test_new_edits_false_without_rev_is_400_and_writes_nothing(client: Any,
 
 
 def test_non_boolean_new_edits_is_400(client: Any, fresh_db: str) -> None:
+    value: object
     for value in (0, "false", None, []):
         resp = _bulk(client, fresh_db, [{"_id": "a"}], new_edits=value)
         assert resp.status_int == 400, value

@@ -250,7 +250,9 @@ def test_load_restores_the_same_revs_and_resumes(filled: Store, store_url: str,
     src, copy = filled.db("src"), filled.db("copy")
     for doc_id in ("a", "b"):
         assert copy[doc_id] == src[doc_id]
-        assert copy.revisions(doc_id)[0].tree.keys() <= src.revisions(doc_id)[0].tree.keys()
+        copied, original = copy.revisions(doc_id)[0], src.revisions(doc_id)[0]
+        assert copied is not None and original is not None
+        assert copied.tree.keys() <= original.tree.keys()
     assert "c" not in copy
     assert run(["load", "copy", str(out)], store_url) == 0  # resumed: nothing left to do
     assert "0 written, 3 already there, 0 conflicts" in capsys.readouterr().err

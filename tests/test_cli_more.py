@@ -54,7 +54,9 @@ def same_docs(store: Store, a: str, b: str, extra: int = 0) -> None:
     for doc_id in ("doc000", "doc002", "doc149", "_design/stats"):
         assert left[doc_id] == right[doc_id]
     assert "doc001" not in right
-    assert right.revisions("doc002")[0].tree.keys() == left.revisions("doc002")[0].tree.keys()
+    copied, original = right.revisions("doc002")[0], left.revisions("doc002")[0]
+    assert copied is not None and original is not None
+    assert copied.tree.keys() == original.tree.keys()
 
 
 # -- replicate ----------------------------------------------------------------------------------
@@ -131,7 +133,8 @@ def view_rows(store_url: str, tmp_path: Path, view: str) -> list[dict[str, objec
     try:
         raw = f"/src/_design/stats/_view/{view}?update=false"
         response = Client(app).get(raw, environ_overrides={"REQUEST_URI": raw})
-        return json.loads(response.get_data())["rows"]
+        rows: list[dict[str, object]] = json.loads(response.get_data())["rows"]
+        return rows
     finally:
         app.store.close()
 

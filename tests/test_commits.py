@@ -203,8 +203,11 @@ def test_queued_document_writes_join_and_keep_their_own_outcomes(
     answers: dict[str, Any] = {}
     joined: list[int] = []
     real = commits._apply_joined
-    monkeypatch.setattr(commits, "_apply_joined",
-                        lambda tx, group: (joined.append(len(group)), real(tx, group))[1])
+
+    def counted(tx: Tx, group: list[Any]) -> None:
+        joined.append(len(group))
+        real(tx, group)
+    monkeypatch.setattr(commits, "_apply_joined", counted)
 
     def put(name: str, body: dict[str, Any]) -> None:
         answers[name] = client.put_json(f"/{fresh_db}/{name}", body, status="*")

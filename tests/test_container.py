@@ -52,7 +52,7 @@ def image_env() -> dict[str, str]:
     env: dict[str, str] = {}
     for keyword, args in instructions():
         if keyword == "ENV":
-            env.update(pair.split("=", 1) for pair in shlex.split(args))
+            env.update(dict(pair.split("=", 1) for pair in shlex.split(args)))
     return env
 
 

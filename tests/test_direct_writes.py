@@ -16,8 +16,9 @@ import pytest
 from conftest import Client
 from lockkit import lock_held, wait_for_lock_wait
 from settee.store import Store, StoreConfig, catalog, direct, make_edit, sql, writes
+from settee.store.engine import Tx
 from settee.store.layers import build_stack
-from settee.store.writes import DESIGN, DESIGN_END, Edit, Prepared
+from settee.store.writes import DESIGN, DESIGN_END, Edit, Prepared, WriteResult
 
 pytestmark = pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
 
@@ -99,15 +100,17 @@ def test_a_direct_write_stores_the_rows_a_transaction_stores(
                 results = _direct(store, name, _prepare(store, name, edits, new_edits))
                 assert (results is not None) == stored
             if name == "txn" or not stored:
-                results = store.engine.run(lambda tx, e=edits, ne=new_edits, n=name: (
-                    writes.write_edits(tx, n, e, new_edits=ne, layer=store.layer)))
+                def write(tx: Tx, e: list[Edit] = edits, ne: bool = new_edits,
+                          n: str = name) -> list[WriteResult]:
+                    return writes.write_edits(tx, n, e, new_edits=ne, layer=store.layer)
+                results = store.engine.run(write)
             assert results is not None and all(r.ok for r in results)
             revs.update({r.id: r.rev for r in results if r.rev is not None})
-    stored = _rows(store, "direct")
-    assert stored == _rows(store, "txn")
-    d0 = [rev for doc_id, rev in stored["revs"] if doc_id == "d0"]
+    written = _rows(store, "direct")
+    assert written == _rows(store, "txn")
+    d0 = [rev for doc_id, rev in written["revs"] if doc_id == "d0"]
     assert revs["d0"] in d0 and not any(rev.startswith(("1-", "2-")) for rev in d0)  # stemmed
-    assert stored["counters"][1:3] == (6, 0) and stored["bodies"]["d0"]["n"] == 12
+    assert written["counters"][1:3] == (6, 0) and written["bodies"]["d0"]["n"] == 12
 
 
 def _seeded(store: Store, name: str) -> dict[str, str]:
@@ -179,7 +182,9 @@ def test_an_unchanged_write_with_a_design_doc_and_security_is_stored(store: Stor
     revs = _seeded(store, "db")
     gone = store.db("db").write([make_edit("_design/a", {"views": {}}),
                                  make_edit("_design/b", {"views": {}})])
-    store.db("db").delete("_design/a", gone[0].rev)
+    gone_rev = gone[0].rev
+    assert gone_rev is not None
+    store.db("db").delete("_design/a", gone_rev)
     _security(store, "db", revs)
     security, ddocs = _design(store, "db")
     assert [doc_id for doc_id, _ in ddocs] == ["_design/b"] and "names" in security

@@ -140,7 +140,7 @@ def test_partial_index_used_only_when_named(client: Any, db: str) -> None:
     client.post_json(f"/{db}/_index", {"index": {"fields": ["age"], "partial_filter_selector":
                                                  {"name": {"$ne": "Bob"}}},
                                        "ddoc": "p", "name": "p"}, status=200)
-    body = {"selector": {"age": {"$gt": 0}}}
+    body: dict[str, Any] = {"selector": {"age": {"$gt": 0}}}
     plan = client.post_json(f"/{db}/_explain", body, status=200).json
     assert plan["index"]["name"] == "_all_docs"
     body["use_index"] = "p"

@@ -24,6 +24,7 @@ from conftest import Client
 from live import LiveServer
 from prometheus_client.parser import text_string_to_metric_families
 from settee.server import accesslog, create_app, metrics, serve
+from settee.server.errors import NotFoundError
 from settee.server.handlers import node
 from settee.server.routes import url_map
 from settee.server.settings import resolve
@@ -208,7 +209,7 @@ def test_stats_have_couchdbs_shape(app: Any, access: Lines) -> None:
                                 path="couchdb/request_time").get_data())
     assert one["type"] == "histogram"
     for bad in ({"node": "other@host"}, {"node": "_local", "path": "couchdb/nope"}):
-        with pytest.raises(node.NotFoundError):
+        with pytest.raises(NotFoundError):
             node.stats(app, request_for("/"), **bad)
 
 
@@ -224,7 +225,7 @@ def test_system_reports_the_worker_process(app: Any) -> None:
     assert system["memory"]["total"] > 1_000_000 and system["uptime"] >= 0
     assert system["process_count"] >= 1 and system["settee"]["pid"] == os.getpid()
     assert {"run_queue", "io_input", "io_output", "message_queues"} <= set(system)
-    with pytest.raises(node.NotFoundError):
+    with pytest.raises(NotFoundError):
         node.prometheus(app, request_for("/"), node="<node>")
 
 

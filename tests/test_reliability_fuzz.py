@@ -160,7 +160,7 @@ class Target:
         docs = [{"_id": f"doc-{i}", "n": i, "tags": ["a", "b"], "deep": {"x": [1, {"y": 2}]}}
                 for i in range(8)] + [{"_id": "_design/x", "views": {}}]
         rows = call(app, "POST", f"/{self.db}/_bulk_docs", orjson.dumps({"docs": docs})).json()
-        self.revs = {row["id"]: row["rev"] for row in rows}
+        self.revs: dict[str, str] = {row["id"]: row["rev"] for row in rows}
         conflict = {"_id": "doc-1", "_rev": "2-" + "c" * 32, "n": "branch",
                     "_revisions": {"start": 2, "ids": ["c" * 32, self.revs["doc-1"][2:]]}}
         call(app, "POST", f"/{self.db}/_bulk_docs",

@@ -259,7 +259,8 @@ MAP = "function (doc) { if (doc.kind === 'item') { emit(doc.n, doc.n * 10); } }"
 def view_rows(server: LiveServer, db: str) -> dict[str, Any]:
     reply = server.request("GET", f"/{db}/_design/app/_view/by_n", timeout=30)
     assert reply.status == 200, reply.body
-    return reply.json()
+    rows: dict[str, Any] = reply.json()
+    return rows
 
 
 @pytest.mark.skipif(NO_VIEWS, reason="views do not answer yet")

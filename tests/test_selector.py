@@ -182,7 +182,7 @@ def _reference(field: str, op: str, arg: Any, doc: dict[str, Any]) -> bool:
         return op == "$exists" and arg is False
     v = doc[field]
     c = (_rank(v) > _rank(arg)) - (_rank(v) < _rank(arg)) if op not in ("$in", "$nin") else 0
-    return {
+    holds: bool = {
         "$eq": c == 0, "$ne": c != 0, "$gt": c > 0, "$gte": c >= 0, "$lt": c < 0, "$lte": c <= 0,
         "$in": any(_rank(v) == _rank(x) for x in (arg if isinstance(arg, list) else [])),
         "$nin": all(_rank(v) != _rank(x) for x in (arg if isinstance(arg, list) else [])),
@@ -190,6 +190,7 @@ def _reference(field: str, op: str, arg: Any, doc: dict[str, Any]) -> bool:
         "$type": arg == ("null" if v is None else "boolean" if isinstance(v, bool)
                          else "number" if isinstance(v, int) else "string"),
     }[op]
+    return holds
 
 
 @st.composite

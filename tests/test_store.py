@@ -144,7 +144,8 @@ def test_sqlite_connections_are_durable(tmp_path) -> None:  # type: ignore[no-un
     try:
         for conn in conns:
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
-            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+            busy_timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            assert busy_timeout is not None and busy_timeout > 0
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         for conn in conns:

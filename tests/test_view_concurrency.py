@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from settee.store import Store, StoreConfig, make_edit, sql
-from settee.views import indexer, storage
+from settee.views import storage
 from settee.views.service import ViewSettings, service_for
 
 DB = "race"
@@ -63,7 +63,7 @@ def test_concurrent_refreshes_apply_each_batch_once(workers: list[Store],
             lost.append(1)
             raise
 
-    monkeypatch.setattr(indexer.storage, "apply", counting_apply)
+    monkeypatch.setattr(storage, "apply", counting_apply)  # the module indexer calls
     errors: list[BaseException] = []
 
     def refresh(service: Any) -> None:
@@ -81,7 +81,9 @@ def test_concurrent_refreshes_apply_each_batch_once(workers: list[Store],
     assert lost, "the two workers never raced for a batch"
 
     with first.engine.transaction() as conn:
-        db_seq = sql.fetchone(conn, "SELECT update_seq FROM settee_dbs WHERE name = ?", (DB,))[0]
+        db_row = sql.fetchone(conn, "SELECT update_seq FROM settee_dbs WHERE name = ?", (DB,))
+        assert db_row is not None
+        db_seq = db_row[0]
         (index_id, seq, row_count), = sql.fetchall(
             conn, "SELECT id, seq, row_count FROM settee_view_indexes")
         rows = sql.fetchall(conn, "SELECT doc_id, dup FROM settee_view_rows WHERE index_id = ?",

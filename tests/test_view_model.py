@@ -199,7 +199,7 @@ def expected(c: Any, db: str, view: str, p: dict[str, Any]) -> Any:
         else:
             first = sum(1 for r in trav if sk is not _NONE and before(r))
             offset = min(len(rows), first + skip)
-        body = {"total_rows": len(rows), "offset": offset,
+        body: dict[str, Any] = {"total_rows": len(rows), "offset": offset,
                 "rows": [{"id": r[1], "key": r[0], "value": r[2]} for r in out]}
         if p.get("include_docs"):
             for row in body["rows"]:
@@ -240,7 +240,8 @@ def _doc_cmp(a: Any, b: Any) -> int:
         return 1
     if b is HIGH:
         return -1
-    return (a > b) - (a < b)
+    order: int = (a > b) - (a < b)
+    return order
 
 
 def check_query(c: Any, db: str, view: str, p: dict[str, Any], post: bool) -> None:

@@ -42,7 +42,8 @@ def ddoc(c: Any, db: str, name: str, views: dict[str, Any], **extra: Any) -> str
     current = c.get(f"/{db}/_design/{name}", status="*")
     if current.status_int == 200:
         body["_rev"] = current.json["_rev"]
-    return c.put_json(f"/{db}/_design/{name}", body, status=201).json["rev"]
+    rev: str = c.put_json(f"/{db}/_design/{name}", body, status=201).json["rev"]
+    return rev
 
 
 JSON_PARAMS = {"key", "keys", "startkey", "endkey", "start_key", "end_key"}
