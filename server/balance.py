@@ -14,14 +14,13 @@ this one does), so balancing can delay an accept but never refuse one.
 from __future__ import annotations
 
 import mmap
-import os
 import struct
 import time
 
 SLOTS = 64  # slot = a worker's spawn age % SLOTS: two live workers share one only if one
 # outlived 64 spawns of others, and then balancing sees one of the two, which costs evenness only
-ENTRY = struct.Struct("<qqd")  # pid, open connections, monotonic time of the last publish
-TABLE = struct.Struct("<" + "qqd" * SLOTS)
+ENTRY = struct.Struct("<qd")  # open connections, monotonic time of the last publish (0: none)
+TABLE = struct.Struct("<" + "qd" * SLOTS)
 STALE_AFTER = 3.0  # seconds without a publish after which a slot's worker counts as gone
 ACCEPT_DEFER = 0.005  # seconds a busier worker leaves a new connection to a less busy one
 
@@ -34,21 +33,20 @@ class Board:
 
     def publish(self, slot: int, connections: int) -> None:
         """Record this process's open connections now."""
-        ENTRY.pack_into(self.memory, slot * ENTRY.size, os.getpid(), connections,
-                        time.monotonic())
+        ENTRY.pack_into(self.memory, slot * ENTRY.size, connections, time.monotonic())
 
     def clear(self, slot: int) -> None:
         """This worker takes no more connections."""
-        ENTRY.pack_into(self.memory, slot * ENTRY.size, 0, 0, 0.0)
+        ENTRY.pack_into(self.memory, slot * ENTRY.size, 0, 0.0)
 
     def fewest_elsewhere(self, slot: int) -> int | None:
         """The fewest connections any other live worker holds (None: no other worker)."""
         values = TABLE.unpack_from(self.memory)
         oldest = time.monotonic() - STALE_AFTER
         fewest: int | None = None
-        for index in range(0, len(values), 3):
-            pid, connections, stamp = values[index:index + 3]
-            if pid and index // 3 != slot and stamp >= oldest \
+        for index in range(0, len(values), 2):
+            connections, stamp = values[index:index + 2]
+            if stamp and stamp >= oldest and index // 2 != slot \
                     and (fewest is None or connections < fewest):
                 fewest = connections
         return fewest

@@ -114,7 +114,7 @@ class SetteeWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no typ
         one for `ACCEPT_DEFER` and take it afterwards if it is still waiting."""
         if self._busier_than_another():
             self._defer_until = time.monotonic() + ACCEPT_DEFER
-            super().set_accept_enabled(False)
+            self.set_accept_enabled(False)
             return
         self._take(listener)
 
